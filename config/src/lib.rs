@@ -1,0 +1,6 @@
+//! The appliance's service list (YAML): typed, validated, with errors that name
+//! file, line and column.
+
+pub mod types;
+
+pub use types::*;

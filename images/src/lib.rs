@@ -1,0 +1,1 @@
+//! Root filesystems: importing them, and setting them up inside a new mount namespace.

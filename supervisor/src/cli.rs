@@ -1,0 +1,144 @@
+//! The command line: one binary, a daemon and the client verbs that drive it.
+//! These names are a contract (scripts outside this repo use them).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "supervisor",
+    version,
+    about = "Runs an appliance's services, each in its own namespaces, root filesystem and cgroup",
+    after_help = "Client commands find the daemon through --state-dir, else $SUPERVISOR_STATE_DIR, \
+                  else the state_dir of -c FILE, else /run/supervisor."
+)]
+pub struct Cli {
+    /// Directory of the daemon's control socket, logs and runtime state.
+    #[arg(long, global = true, env = "SUPERVISOR_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground: start autostart services and supervise them.
+    Daemon(ConfigArg),
+    /// Start services.
+    Start(Names),
+    /// Stop services (stop_signal, then kill after stop_timeout).
+    Stop(Names),
+    /// Stop, then start services.
+    Restart(Names),
+    /// Show the state of all services, or one.
+    Status {
+        name: Option<String>,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: OptConfigArg,
+    },
+    /// Print a service's log.
+    Logs {
+        name: String,
+        /// Print only the last LINES lines.
+        #[arg(short = 'n', long = "lines", value_name = "LINES")]
+        lines: Option<usize>,
+        /// Keep printing as the log grows.
+        #[arg(short, long)]
+        follow: bool,
+        #[command(flatten)]
+        config: OptConfigArg,
+    },
+    /// Freeze every process of services (cgroup freezer).
+    Freeze(Names),
+    /// Thaw frozen services.
+    Thaw(Names),
+    /// Re-read the service list and reconcile: start new, stop removed, restart changed.
+    Reload(OptConfigArg),
+    /// Stop all services and the daemon.
+    Shutdown(OptConfigArg),
+    /// Validate a service list and print its errors.
+    Check(ConfigArg),
+    /// Run one service of the file in the foreground, without a daemon.
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The service to run.
+        name: String,
+        /// Override the service's command.
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<OsString>,
+    },
+    /// Manage root filesystem images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Internal: sets up a service's container inside its new namespaces, then
+    /// execs init. Started by the supervisor itself, never by users.
+    #[command(hide = true, name = "container-setup")]
+    ContainerSetup,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// The service list (YAML).
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct OptConfigArg {
+    /// The service list, used to find the daemon's state_dir.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct Names {
+    #[arg(required = true, value_name = "NAME")]
+    pub names: Vec<String>,
+    #[command(flatten)]
+    pub config: OptConfigArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesDirArgs {
+    /// Directory that holds the images.
+    #[arg(long, value_name = "DIR")]
+    pub images_dir: Option<PathBuf>,
+    /// Take images_dir from this service list.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Import a root filesystem: an export tarball (plain, gzip, zstd), an OCI layout, or a directory.
+    Import {
+        name: String,
+        file: PathBuf,
+        #[command(flatten)]
+        dirs: ImagesDirArgs,
+    },
+    /// List images.
+    Ls {
+        #[command(flatten)]
+        dirs: ImagesDirArgs,
+    },
+    /// Remove an image (refused while a service uses it).
+    Rm {
+        name: String,
+        #[command(flatten)]
+        dirs: ImagesDirArgs,
+    },
+    /// Build a busybox root filesystem from the host's static busybox.
+    BuildBusybox {
+        name: String,
+        #[command(flatten)]
+        dirs: ImagesDirArgs,
+    },
+}

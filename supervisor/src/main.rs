@@ -1,0 +1,41 @@
+//! `supervisor`: the daemon that runs an appliance's services, and the CLI that drives it.
+
+mod check;
+mod cli;
+mod client;
+mod container;
+mod daemon;
+mod image_cmd;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::new().filter_or("SUPERVISOR_LOG", "info"))
+        .format_timestamp_millis()
+        .init();
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            // One line: the context chain joined, never a backtrace.
+            eprintln!("supervisor: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let state_dir = cli.state_dir;
+    match cli.command {
+        Command::Check(arg) => check::run(&arg.config),
+        Command::Daemon(arg) => daemon::run(&arg.config, state_dir),
+        Command::Run { config, name, command } => container::run_foreground(&config.config, &name, command),
+        Command::ContainerSetup => container::setup_main(),
+        Command::Image(cmd) => image_cmd::run(cmd),
+        other => client::run(other, state_dir),
+    }
+}

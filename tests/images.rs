@@ -1,0 +1,1 @@
+// Integration tests: images (being written).
