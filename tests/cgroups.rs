@@ -1,1 +1,565 @@
-// Integration tests: cgroups (being written).
+//! The cgroup layer (`cgroups` crate) against the real kernel, as root, on whatever layout
+//! the host has: on a hybrid host both the v1 driver and the auto driver (v1 limits,
+//! unified freezer), on pure v2 and pure v1 the one that fits. Every group lives below a
+//! unique parent and is killed and removed by a drop guard, even when a test fails.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use cgroups::{Cgroup, Driver, Layout, Resources};
+use integration_tests::{require_root, unique_name};
+
+/// Generous bounds for anything that waits: the pure-v2 VM is emulated and 15-40x slower.
+const BOUND: Duration = Duration::from_secs(120);
+/// Starting 1,000 processes takes about a minute in that VM.
+const START_BOUND: Duration = Duration::from_secs(600);
+const MIB: u64 = 1024 * 1024;
+
+fn layout() -> Layout {
+    cgroups::detect_layout().expect("detect the cgroup layout")
+}
+
+/// The drivers worth testing on this host's layout.
+fn drivers() -> Vec<Driver> {
+    require_root();
+    match layout() {
+        Layout::Hybrid => vec![Driver::V1, Driver::Auto],
+        Layout::V1 => vec![Driver::V1],
+        Layout::V2 => vec![Driver::Auto],
+    }
+}
+
+/// Whether `driver` keeps membership (procs, freezer) in the unified hierarchy here.
+fn uses_unified(driver: Driver) -> bool {
+    match layout() {
+        Layout::V2 => true,
+        Layout::Hybrid => driver != Driver::V1,
+        Layout::V1 => false,
+    }
+}
+
+/// cgroup mounts from /proc/self/mountinfo, read independently of the library:
+/// (fstype, super options, mount point).
+fn cgroup_mounts() -> Vec<(String, String, PathBuf)> {
+    let text = fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let dash = fields.iter().position(|f| *f == "-")?;
+            let fstype = fields.get(dash + 1)?;
+            fstype.starts_with("cgroup").then(|| {
+                (
+                    fstype.to_string(),
+                    fields.get(dash + 3).unwrap_or(&"").to_string(),
+                    PathBuf::from(fields[4]),
+                )
+            })
+        })
+        .collect()
+}
+
+fn unified_mount() -> Option<PathBuf> {
+    cgroup_mounts()
+        .into_iter()
+        .find(|(fstype, _, _)| fstype == "cgroup2")
+        .map(|(_, _, mount)| mount)
+}
+
+fn v1_mount(controller: &str) -> Option<PathBuf> {
+    cgroup_mounts()
+        .into_iter()
+        .find(|(fstype, opts, _)| fstype == "cgroup" && opts.split(',').any(|o| o == controller))
+        .map(|(_, _, mount)| mount)
+}
+
+fn read_trim(path: &Path) -> String {
+    fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
+/// A test group `<unique parent>/svc`: on drop its processes are killed and reaped and
+/// its directories and parent removed.
+struct TestGroup {
+    driver: Driver,
+    parent: String,
+    cg: Box<dyn Cgroup>,
+    children: Vec<Child>,
+}
+
+impl TestGroup {
+    fn open(driver: Driver) -> Self {
+        let parent = unique_name("cgtest");
+        let cg = cgroups::open(driver, &parent, "svc")
+            .unwrap_or_else(|e| panic!("open with {driver:?}: {e}"));
+        TestGroup {
+            driver,
+            parent,
+            cg,
+            children: Vec::new(),
+        }
+    }
+
+    fn create(driver: Driver, res: &Resources) -> Self {
+        let group = Self::open(driver);
+        group
+            .cg
+            .create(res)
+            .unwrap_or_else(|e| panic!("create with {driver:?}: {e}"));
+        group
+    }
+
+    /// The group's directory in the v1 hierarchy of `controller`.
+    fn v1_dir(&self, controller: &str) -> PathBuf {
+        v1_mount(controller)
+            .unwrap_or_else(|| panic!("the cgroup v1 {controller} controller is not mounted"))
+            .join(self.cg.path())
+    }
+
+    fn unified_dir(&self) -> PathBuf {
+        unified_mount()
+            .expect("cgroup2 is not mounted")
+            .join(self.cg.path())
+    }
+
+    /// The directories the group must have on this layout with this driver.
+    fn expected_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs = Vec::new();
+        if layout() != Layout::V2 {
+            dirs.extend(["memory", "cpuacct", "pids"].map(|c| self.v1_dir(c)));
+        }
+        if uses_unified(self.driver) {
+            dirs.push(self.unified_dir());
+        } else {
+            dirs.push(self.v1_dir("freezer"));
+        }
+        dirs
+    }
+
+    /// Runs `sh -c script` in the group. The shell first waits for a line on stdin, sent
+    /// once it has been moved into the group, so that nothing it starts runs outside.
+    fn spawn(&mut self, script: &str) -> i32 {
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(format!("read _go; {script}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn sh");
+        let pid = child.id() as i32;
+        let added = self.cg.add_process(pid);
+        let mut stdin = child.stdin.take().expect("stdin");
+        self.children.push(child);
+        added.unwrap_or_else(|e| panic!("add_process with {:?}: {e}", self.driver));
+        stdin.write_all(b"go\n").expect("release the child");
+        pid
+    }
+
+    /// Waits (bounded) for a spawned shell to exit.
+    fn wait(&mut self, pid: i32) -> ExitStatus {
+        let child = self
+            .children
+            .iter_mut()
+            .find(|c| c.id() as i32 == pid)
+            .expect("a child spawned by this group");
+        let deadline = Instant::now() + BOUND;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pid {pid} still running after {BOUND:?}"
+            );
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn procs(&self) -> Vec<i32> {
+        self.cg.procs().expect("procs")
+    }
+}
+
+impl Drop for TestGroup {
+    fn drop(&mut self) {
+        // No panics here: this also runs while a failed test unwinds.
+        if let Err(e) = self.cg.kill_all(BOUND).or_else(ignore_missing) {
+            eprintln!("cleanup: kill_all {}: {e}", self.cg.path());
+        }
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Err(e) = self.cg.destroy() {
+            eprintln!("cleanup: destroy {}: {e}", self.cg.path());
+        }
+        if let Err(e) = cgroups::remove_parent_if_empty(self.driver, &self.parent) {
+            eprintln!("cleanup: remove parent {}: {e}", self.parent);
+        }
+    }
+}
+
+/// A group that was never created (or is gone already) needs no cleanup.
+fn ignore_missing(e: cgroups::Error) -> Result<(), cgroups::Error> {
+    if e.is_not_found() {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+/// Waits (bounded) until `what` holds, polling: these are tests, not the library.
+fn wait_until(what: &str, cond: impl FnMut() -> bool) {
+    wait_until_within(BOUND, what, cond)
+}
+
+fn wait_until_within(bound: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + bound;
+    while !cond() {
+        assert!(Instant::now() < deadline, "not after {bound:?}: {what}");
+        sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn detects_the_layout_from_mountinfo() {
+    let mounts = cgroup_mounts();
+    let unified = mounts.iter().any(|(fstype, _, _)| fstype == "cgroup2");
+    let v1 = ["memory", "cpu", "cpuacct", "pids", "blkio", "freezer"]
+        .iter()
+        .any(|c| v1_mount(c).is_some());
+    let expected = match (unified, v1) {
+        (true, false) => Layout::V2,
+        (true, true) => Layout::Hybrid,
+        (false, true) => Layout::V1,
+        (false, false) => panic!("no cgroup filesystem is mounted"),
+    };
+    assert_eq!(layout(), expected);
+    eprintln!("layout: {expected}");
+}
+
+#[test]
+fn limits_are_written_to_the_cgroup_files() {
+    for driver in drivers() {
+        let res = Resources {
+            memory: Some(64 * MIB),
+            cpus: Some(0.5),
+            pids: Some(50),
+            ..Resources::default()
+        };
+        let group = TestGroup::create(driver, &res);
+        assert!(group.cg.path().ends_with("/svc"), "{}", group.cg.path());
+        for dir in group.expected_dirs() {
+            assert!(dir.is_dir(), "{driver:?}: {} missing", dir.display());
+        }
+        if layout() == Layout::V2 {
+            let dir = group.unified_dir();
+            assert_eq!(read_trim(&dir.join("memory.max")), (64 * MIB).to_string());
+            assert_eq!(read_trim(&dir.join("cpu.max")), "50000 100000");
+            assert_eq!(read_trim(&dir.join("pids.max")), "50");
+        } else {
+            let memory = group.v1_dir("memory");
+            let cpu = group.v1_dir("cpu");
+            assert_eq!(
+                read_trim(&memory.join("memory.limit_in_bytes")),
+                (64 * MIB).to_string()
+            );
+            assert_eq!(read_trim(&cpu.join("cpu.cfs_quota_us")), "50000");
+            assert_eq!(read_trim(&cpu.join("cpu.cfs_period_us")), "100000");
+            assert_eq!(read_trim(&group.v1_dir("pids").join("pids.max")), "50");
+        }
+    }
+}
+
+/// memory_swap and io_weight depend on host features: either the file has the value,
+/// or create fails naming what is missing, and leaves nothing behind.
+#[test]
+fn swap_and_io_limits_apply_or_fail_naming_the_file() {
+    for driver in drivers() {
+        let swap = Resources {
+            memory: Some(64 * MIB),
+            memory_swap: Some(96 * MIB),
+            ..Resources::default()
+        };
+        let group = TestGroup::open(driver);
+        match group.cg.create(&swap) {
+            Ok(()) if layout() == Layout::V2 => assert_eq!(
+                read_trim(&group.unified_dir().join("memory.swap.max")),
+                (32 * MIB).to_string()
+            ),
+            Ok(()) => assert_eq!(
+                read_trim(&group.v1_dir("memory").join("memory.memsw.limit_in_bytes")),
+                (96 * MIB).to_string()
+            ),
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(msg.contains("swap"), "{driver:?}: {msg}");
+                eprintln!("{driver:?}: swap limit unsupported here: {msg}");
+                for dir in group.expected_dirs() {
+                    assert!(!dir.exists(), "{} left behind", dir.display());
+                }
+            }
+        }
+        drop(group);
+
+        let io = Resources {
+            io_weight: Some(500),
+            ..Resources::default()
+        };
+        let group = TestGroup::open(driver);
+        match group.cg.create(&io) {
+            Ok(()) => {
+                let (dir, plain, bfq) = if layout() == Layout::V2 {
+                    (group.unified_dir(), "io.weight", "io.bfq.weight")
+                } else {
+                    (group.v1_dir("blkio"), "blkio.weight", "blkio.bfq.weight")
+                };
+                let value = if dir.join(plain).exists() {
+                    read_trim(&dir.join(plain))
+                } else {
+                    read_trim(&dir.join(bfq))
+                };
+                // 500 on the v2 scale (1..10000) is 59 on the v1/BFQ one (10..1000).
+                assert!(
+                    value.contains("500") || value.contains("59"),
+                    "{driver:?}: io weight {value:?}"
+                );
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(msg.contains("io"), "{driver:?}: {msg}");
+                eprintln!("{driver:?}: io_weight unsupported here: {msg}");
+            }
+        }
+    }
+}
+
+#[test]
+fn processes_join_every_hierarchy_and_are_counted() {
+    for driver in drivers() {
+        let mut group = TestGroup::create(driver, &Resources::default());
+        let pid = group.spawn("exec sleep 1000");
+        assert_eq!(group.procs(), vec![pid], "{driver:?}");
+        for dir in group.expected_dirs() {
+            let procs = read_trim(&dir.join("cgroup.procs"));
+            assert_eq!(procs, pid.to_string(), "{driver:?}: {}", dir.display());
+        }
+        let stats = group.cg.stats().expect("stats");
+        assert_eq!(stats.pids_current, Some(1), "{driver:?}: {stats:?}");
+        assert!(stats.memory_bytes.is_some(), "{driver:?}: {stats:?}");
+        assert!(stats.memory_peak_bytes.is_some(), "{driver:?}: {stats:?}");
+        assert!(stats.cpu_usage_us.is_some(), "{driver:?}: {stats:?}");
+        assert_eq!(stats.oom_kills, Some(0), "{driver:?}: {stats:?}");
+        let fd = group.cg.clone_into_fd();
+        assert_eq!(fd.is_some(), layout() == Layout::V2, "{driver:?}");
+    }
+}
+
+#[test]
+fn memory_hog_is_oom_killed_and_counted() {
+    for driver in drivers() {
+        let res = Resources {
+            memory: Some(32 * MIB),
+            ..Resources::default()
+        };
+        let mut group = TestGroup::create(driver, &res);
+        let pid = group.spawn("exec dd if=/dev/zero of=/dev/null bs=256M count=1");
+        let status = group.wait(pid);
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "{driver:?}: dd ended with {status}"
+        );
+        let stats = group.cg.stats().expect("stats");
+        assert!(
+            stats.oom_kills.is_some_and(|n| n >= 1),
+            "{driver:?}: {stats:?}"
+        );
+        assert!(
+            stats.memory_peak_bytes.is_some_and(|peak| peak <= 32 * MIB),
+            "{driver:?}: {stats:?}"
+        );
+    }
+}
+
+#[test]
+fn fork_loop_stops_at_pids_max() {
+    for driver in drivers() {
+        let res = Resources {
+            pids: Some(10),
+            ..Resources::default()
+        };
+        let mut group = TestGroup::create(driver, &res);
+        let pid = group.spawn("i=0; while [ $i -lt 50 ]; do sleep 1000 & i=$((i+1)); done; wait");
+        // The shell cannot fork its 10th sleep: it fails and exits, leaving 9 sleeps.
+        let status = group.wait(pid);
+        assert!(
+            !status.success(),
+            "{driver:?}: the fork loop was not stopped"
+        );
+        let procs = group.procs();
+        assert_eq!(procs.len(), 9, "{driver:?}: {procs:?}");
+        let stats = group.cg.stats().expect("stats");
+        assert_eq!(stats.pids_current, Some(9), "{driver:?}: {stats:?}");
+    }
+}
+
+#[test]
+fn frozen_counter_stops_and_resumes_after_thaw() {
+    for driver in drivers() {
+        let mut group = TestGroup::create(driver, &Resources::default());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let counter = dir.path().join("counter");
+        // One line per step; appends, so a frozen writer can never leave a torn count.
+        group.spawn(&format!(
+            "while :; do echo x >> '{}'; sleep 0.05; done",
+            counter.display()
+        ));
+        let count = || fs::read_to_string(&counter).map_or(0, |t| t.lines().count());
+        wait_until("the counter advances", || count() >= 2);
+
+        group.cg.freeze(BOUND).expect("freeze");
+        assert!(group.cg.is_frozen().expect("is_frozen"), "{driver:?}");
+        let frozen_at = count();
+        sleep(Duration::from_millis(500));
+        assert_eq!(
+            count(),
+            frozen_at,
+            "{driver:?}: the counter advanced while frozen"
+        );
+        assert!(group.cg.is_frozen().expect("is_frozen"), "{driver:?}");
+
+        group.cg.thaw(BOUND).expect("thaw");
+        assert!(!group.cg.is_frozen().expect("is_frozen"), "{driver:?}");
+        wait_until("the counter advances after thaw", || count() > frozen_at);
+    }
+}
+
+#[test]
+fn freeze_and_thaw_a_thousand_processes() {
+    for driver in drivers() {
+        let mut group = TestGroup::create(driver, &Resources::default());
+        group.spawn("for i in $(seq 1000); do sleep 1000 & done; wait");
+        wait_until_within(
+            START_BOUND,
+            "1,000 sleeps plus their shell are in the group",
+            || group.procs().len() >= 1001,
+        );
+        group.cg.freeze(BOUND).expect("freeze 1,000 processes");
+        assert!(group.cg.is_frozen().expect("is_frozen"), "{driver:?}");
+        group.cg.thaw(BOUND).expect("thaw 1,000 processes");
+        assert!(!group.cg.is_frozen().expect("is_frozen"), "{driver:?}");
+        group.cg.kill_all(BOUND).expect("kill_all");
+        assert_eq!(group.procs(), Vec::<i32>::new(), "{driver:?}");
+    }
+}
+
+#[test]
+fn kill_all_empties_the_group_even_when_frozen() {
+    for driver in drivers() {
+        let mut group = TestGroup::create(driver, &Resources::default());
+        let pid = group.spawn("sleep 1000 & sleep 1000 & while :; do sleep 1; done");
+        wait_until("the shell has started its sleeps", || {
+            group.procs().len() >= 3
+        });
+        group.cg.kill_all(BOUND).expect("kill_all");
+        assert_eq!(group.procs(), Vec::<i32>::new(), "{driver:?}");
+        assert_eq!(group.wait(pid).signal(), Some(9), "{driver:?}");
+
+        // Stopping a frozen service: kill_all must work on a frozen group.
+        let pid = group.spawn("sleep 1000 & exec sleep 1000");
+        wait_until("two sleeps in the group", || group.procs().len() >= 2);
+        group.cg.freeze(BOUND).expect("freeze");
+        group
+            .cg
+            .kill_all(BOUND)
+            .expect("kill_all of a frozen group");
+        assert_eq!(group.procs(), Vec::<i32>::new(), "{driver:?}");
+        assert_eq!(group.wait(pid).signal(), Some(9), "{driver:?}");
+    }
+}
+
+#[test]
+fn destroy_removes_the_directories_and_refuses_a_busy_group() {
+    for driver in drivers() {
+        let mut group = TestGroup::create(driver, &Resources::default());
+        let dirs = group.expected_dirs();
+        group.spawn("exec sleep 1000");
+        let busy = group
+            .cg
+            .destroy()
+            .expect_err("destroy of a group with a process");
+        assert!(
+            busy.to_string().starts_with("rmdir /"),
+            "{driver:?}: {busy}"
+        );
+
+        group.cg.kill_all(BOUND).expect("kill_all");
+        group.cg.destroy().expect("destroy");
+        for dir in &dirs {
+            assert!(!dir.exists(), "{driver:?}: {} still exists", dir.display());
+        }
+        group
+            .cg
+            .destroy()
+            .expect("destroy of a removed group is fine");
+
+        cgroups::remove_parent_if_empty(driver, &group.parent).expect("remove parent");
+        for dir in &dirs {
+            let parent = dir.parent().expect("parent");
+            assert!(
+                !parent.exists(),
+                "{driver:?}: {} still exists",
+                parent.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    for driver in drivers() {
+        for (parent, name) in [("x", ".."), ("x", "a/b"), ("", "svc"), ("a/../b", "svc")] {
+            let err = cgroups::open(driver, parent, name).expect_err("bad name");
+            assert!(matches!(err, cgroups::Error::Invalid(_)), "{err}");
+        }
+        let group = TestGroup::open(driver);
+        let err = group
+            .cg
+            .create(&Resources {
+                memory: Some(64 * MIB),
+                memory_swap: Some(32 * MIB),
+                ..Resources::default()
+            })
+            .expect_err("swap below memory");
+        assert!(err.to_string().contains("memory_swap"), "{err}");
+        let err = group
+            .cg
+            .create(&Resources {
+                cpus: Some(0.0),
+                ..Resources::default()
+            })
+            .expect_err("zero cpus");
+        assert!(err.to_string().contains("cpus"), "{err}");
+        let err = group
+            .cg
+            .freeze(BOUND)
+            .expect_err("freeze of a missing group");
+        assert!(err.to_string().contains(group.cg.path()), "{err}");
+    }
+    let wrong = match layout() {
+        Layout::V1 => Some((Driver::V2, "cgroup v2 is not mounted")),
+        Layout::V2 => Some((Driver::V1, "no cgroup v1 controller is mounted")),
+        Layout::Hybrid => None,
+    };
+    if let Some((driver, message)) = wrong {
+        let err = cgroups::open(driver, "x", "svc").expect_err("driver the host lacks");
+        assert!(err.to_string().contains(message), "{err}");
+    }
+}

@@ -1,1 +1,877 @@
-// Integration tests: supervisor (being written).
+//! The supervisor daemon and its CLI, for real: services in their own namespaces,
+//! root filesystems and cgroups, driven over the control socket. Each test has
+//! its own state_dir and cgroup_parent, and checks that nothing is left behind.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use integration_tests::{bin, busybox_rootfs, require_root, unique_name};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+/// Generous: the CI machine is small and busy; tests wait on conditions, never on timings.
+const WAIT: Duration = Duration::from_secs(90);
+
+/// One daemon with its own state_dir, cgroup_parent and busybox rootfs.
+struct Fixture {
+    dir: tempfile::TempDir,
+    state: PathBuf,
+    config: PathBuf,
+    cgroup_parent: String,
+    /// Top-level YAML lines besides state_dir and cgroup_parent.
+    settings: String,
+    daemon: Option<Child>,
+}
+
+impl Fixture {
+    /// `services` is the YAML of the `services:` mapping (indented by 2), where
+    /// `ROOTFS` stands for the rootfs path.
+    fn new(services: &str) -> Fixture {
+        Fixture::with_settings("", services)
+    }
+
+    fn with_settings(settings: &str, services: &str) -> Fixture {
+        require_root();
+        let dir = tempfile::Builder::new()
+            .prefix("supervisor-test")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let rootfs = dir.path().join("rootfs");
+        busybox_rootfs(&rootfs);
+        let fixture = Fixture {
+            state: dir.path().join("state"),
+            config: dir.path().join("services.yaml"),
+            cgroup_parent: unique_name("supervisor-test"),
+            settings: settings.to_string(),
+            dir,
+            daemon: None,
+        };
+        fixture.write_config(services);
+        fixture
+    }
+
+    fn write_config(&self, services: &str) {
+        let text = format!(
+            "{}state_dir: {}\ncgroup_parent: {}\nservices:\n{}",
+            self.settings,
+            self.state.display(),
+            self.cgroup_parent,
+            services.replace(
+                "ROOTFS",
+                &self.dir.path().join("rootfs").display().to_string()
+            )
+        );
+        fs::write(&self.config, text).unwrap();
+    }
+
+    fn start_daemon(&mut self) {
+        let log = fs::File::create(self.dir.path().join("daemon.stderr")).unwrap();
+        let child = Command::new(bin("supervisor"))
+            .args(["daemon", "-c"])
+            .arg(&self.config)
+            .env("SUPERVISOR_LOG", "debug")
+            .env_remove("SUPERVISOR_STATE_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.daemon = Some(child);
+        let deadline = Instant::now() + WAIT;
+        while !self.cli(&["status"]).status.success() {
+            if let Some(status) = self.daemon.as_mut().unwrap().try_wait().unwrap() {
+                panic!("daemon exited with {status}: {}", self.daemon_stderr());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not answer: {}",
+                self.daemon_stderr()
+            );
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn daemon_stderr(&self) -> String {
+        fs::read_to_string(self.dir.path().join("daemon.stderr")).unwrap_or_default()
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(bin("supervisor"))
+            .arg("--state-dir")
+            .arg(&self.state)
+            .args(args)
+            .env_remove("SUPERVISOR_STATE_DIR")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Runs a verb that must succeed.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "supervisor {args:?} failed: {}\ndaemon: {}",
+            String::from_utf8_lossy(&out.stderr),
+            self.daemon_stderr()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs a verb that must fail with exit 1 and one line on stderr; returns the line.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert_eq!(out.status.code(), Some(1), "supervisor {args:?}: {out:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "not one line: {stderr:?}");
+        stderr
+    }
+
+    fn status(&self) -> Vec<Value> {
+        let text = self.ok(&["status", "--json"]);
+        serde_json::from_str::<Value>(&text)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    fn service(&self, name: &str) -> Value {
+        self.status()
+            .into_iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in status"))
+    }
+
+    /// Polls status until `check` holds for service `name`.
+    fn wait_for(&self, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let svc = self.service(name);
+            if check(&svc) {
+                return svc;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} never became {what}: {svc}\n{}",
+                self.daemon_stderr()
+            );
+            sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_state(&self, name: &str, state: &str) -> Value {
+        self.wait_for(name, state, |s| s["state"] == state)
+    }
+
+    fn pid(&self, name: &str) -> i32 {
+        let svc = self.wait_state(name, "running");
+        svc["pid"].as_i64().unwrap() as i32
+    }
+
+    /// Waits until the service's log has a line containing `needle` (e.g. its
+    /// command saying it has set its signal traps).
+    fn wait_logged(&self, name: &str, needle: &str) {
+        let deadline = Instant::now() + WAIT;
+        while !self.log(name).contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "{name} never logged {needle:?}: {}",
+                self.log(name)
+            );
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self, name: &str) -> String {
+        fs::read_to_string(self.state.join("logs").join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Stops the daemon with SIGTERM, waits for exit 0, checks nothing is left.
+    fn shutdown(&mut self) {
+        let mut child = self.daemon.take().expect("daemon running");
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+        let status = wait_child(&mut child);
+        assert_eq!(status.code(), Some(0), "daemon: {}", self.daemon_stderr());
+        assert!(
+            !self.state.join("control.sock").exists(),
+            "socket left behind"
+        );
+        assert_no_cgroup(&self.cgroup_parent);
+        assert_no_mounts(self.dir.path());
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        // A failed test: still stop the daemon so its services and cgroups go.
+        if let Some(mut child) = self.daemon.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            let deadline = Instant::now() + WAIT;
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_child(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "daemon did not exit");
+        sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every cgroup hierarchy mounted on this host.
+fn hierarchies() -> Vec<PathBuf> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    mountinfo
+        .lines()
+        .filter(|l| l.contains(" - cgroup ") || l.contains(" - cgroup2 "))
+        .map(|l| PathBuf::from(l.split(' ').nth(4).unwrap()))
+        .collect()
+}
+
+fn assert_no_cgroup(parent: &str) {
+    for root in hierarchies() {
+        let path = root.join(parent);
+        assert!(!path.exists(), "{} left behind", path.display());
+    }
+}
+
+fn assert_no_mounts(dir: &Path) {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let dir = dir.display().to_string();
+    assert!(
+        !mountinfo.contains(&dir),
+        "mounts under {dir} left behind:\n{mountinfo}"
+    );
+}
+
+fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// `/proc/PID/ns/NAME` as an inode string.
+fn ns(pid: &str, name: &str) -> String {
+    fs::read_link(format!("/proc/{pid}/ns/{name}"))
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+/// The children of a process (the service command under our init).
+fn children(pid: i32) -> Vec<i32> {
+    fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+/// The service's main process (init's child), once init has started it.
+fn main_child(init: i32) -> i32 {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(&child) = children(init).first() {
+            return child;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "init {init} never started the service command"
+        );
+        sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until a file inside the service's root filesystem exists; returns it.
+fn read_inside(pid: i32, path: &str) -> String {
+    let file = format!("/proc/{pid}/root{path}");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Ok(text) = fs::read_to_string(&file) {
+            if !text.is_empty() {
+                return text;
+            }
+        }
+        assert!(Instant::now() < deadline, "{file} never appeared");
+        sleep(Duration::from_millis(50));
+    }
+}
+
+/// The value of a cgroup limit file of the process: the v1 memory/pids
+/// controller's file if the controller is mounted as v1, else the unified one.
+fn limit_file(pid: i32, controller: &str, v1: &str, v2: &str) -> String {
+    let cgroups = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for line in cgroups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
+        if controllers.split(',').any(|c| c == controller) {
+            return fs::read_to_string(format!("/sys/fs/cgroup/{controller}{path}/{v1}")).unwrap();
+        }
+    }
+    let path = cgroups.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+    fs::read_to_string(format!("/sys/fs/cgroup{path}/{v2}")).unwrap()
+}
+
+const THREE: &str = "  db:
+    image: ROOTFS
+    command: hostname > /tmp/hostname; exec sleep 1000
+  cache:
+    image: ROOTFS
+    hostname: the-cache
+    command: hostname > /tmp/hostname; exec sleep 1000
+  web:
+    image: ROOTFS
+    depends_on: [db, cache]
+    command: hostname > /tmp/hostname; sleep 1000 & wait
+    limits:
+      memory: 64M
+      pids: 50
+";
+
+#[test]
+fn three_services_each_in_their_own_namespaces_and_cgroup() {
+    let mut f = Fixture::new(THREE);
+    f.start_daemon();
+    let pids: Vec<i32> = ["db", "cache", "web"].iter().map(|n| f.pid(n)).collect();
+    for name in ["pid", "mnt", "uts", "ipc", "net"] {
+        let host = ns("self", name);
+        let mine: Vec<String> = pids.iter().map(|p| ns(&p.to_string(), name)).collect();
+        for (i, ns) in mine.iter().enumerate() {
+            assert_ne!(*ns, host, "{name} namespace shared with the host");
+            assert!(
+                !mine[i + 1..].contains(ns),
+                "{name} namespace shared between services"
+            );
+        }
+    }
+    for (pid, hostname) in pids.iter().zip(["db", "the-cache", "web"]) {
+        // PID 1 inside is our init; the service command is its child.
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+        assert!(nspid.ends_with("\t1"), "{nspid}");
+        assert_eq!(
+            fs::read_to_string(format!("/proc/{pid}/comm"))
+                .unwrap()
+                .trim(),
+            "init"
+        );
+        assert_eq!(read_inside(*pid, "/tmp/hostname").trim(), hostname);
+    }
+    let web = f.service("web");
+    let web_pid = pids[2];
+    assert_eq!(web["cgroup"], format!("{}/web", f.cgroup_parent));
+    let own = fs::read_to_string(format!("/proc/{web_pid}/cgroup")).unwrap();
+    assert!(own.contains(&format!("/{}/web", f.cgroup_parent)), "{own}");
+    let kids = children(web_pid);
+    assert!(!kids.is_empty(), "web's command is not running");
+    for kid in kids {
+        assert_eq!(
+            fs::read_to_string(format!("/proc/{kid}/cgroup")).unwrap(),
+            own,
+            "child {kid} elsewhere"
+        );
+    }
+    let memory = limit_file(web_pid, "memory", "memory.limit_in_bytes", "memory.max");
+    assert_eq!(memory.trim(), (64u64 << 20).to_string());
+    let pids_max = limit_file(web_pid, "pids", "pids.max", "pids.max");
+    assert_eq!(pids_max.trim(), "50");
+    assert!(web["pids_current"].as_u64().unwrap() >= 2, "{web}");
+    assert!(web["memory_bytes"].as_u64().is_some(), "{web}");
+    f.shutdown();
+    for pid in pids {
+        assert!(!alive(pid), "{pid} survived the shutdown");
+    }
+}
+
+#[test]
+fn a_killed_service_restarts_after_a_backoff() {
+    let mut f = Fixture::new(
+        "  worker:
+    image: ROOTFS
+    command: exec sleep 1000
+    restart: on-failure
+    restart_delay: 3s
+",
+    );
+    f.start_daemon();
+    let pid = f.pid("worker");
+    let main = main_child(pid);
+    kill(Pid::from_raw(main), Signal::SIGKILL).unwrap();
+    let restarted = f.wait_for("worker", "restarted", |s| {
+        s["restarts"] == 1 && s["state"] == "running"
+    });
+    assert_ne!(restarted["pid"].as_i64().unwrap() as i32, pid);
+    assert_eq!(restarted["exit_code"], 128 + 9);
+    let log = f.log("worker");
+    assert!(log.contains("[supervisor] exited with status 137"), "{log}");
+    assert!(log.contains("[supervisor] restarting in 3.0s"), "{log}");
+    // A stop cancels a pending restart.
+    let main = main_child(restarted["pid"].as_i64().unwrap() as i32);
+    kill(Pid::from_raw(main), Signal::SIGKILL).unwrap();
+    f.wait_state("worker", "backoff");
+    f.ok(&["stop", "worker"]);
+    let stopped = f.service("worker");
+    assert_eq!(stopped["state"], "stopped");
+    sleep(Duration::from_secs(5));
+    assert_eq!(
+        f.service("worker")["state"],
+        "stopped",
+        "restarted after stop"
+    );
+    f.shutdown();
+}
+
+#[test]
+fn stop_leaves_no_process_cgroup_or_mount() {
+    let mut f = Fixture::new(
+        "  web:
+    image: ROOTFS
+    command: sleep 1000 & sleep 1000 & wait
+    stop_timeout: 3s
+  stubborn:
+    image: ROOTFS
+    command: trap '' TERM; echo ready; while true; do sleep 1; done
+    stop_timeout: 1s
+",
+    );
+    f.start_daemon();
+    f.wait_logged("stubborn", "ready");
+    for name in ["web", "stubborn"] {
+        let pid = f.pid(name);
+        let mut all = vec![pid];
+        all.extend(children(pid));
+        let cgroup = f.service(name)["cgroup"].as_str().unwrap().to_string();
+        f.ok(&["stop", name]);
+        let svc = f.service(name);
+        assert_eq!(svc["state"], "stopped");
+        assert_eq!(svc["pid"], Value::Null);
+        for p in all {
+            assert!(!alive(p), "{name}: pid {p} survived the stop");
+        }
+        for root in hierarchies() {
+            assert!(
+                !root.join(&cgroup).exists(),
+                "{name}: {} left behind",
+                root.join(&cgroup).display()
+            );
+        }
+    }
+    assert!(
+        f.log("stubborn").contains("stop timeout"),
+        "{}",
+        f.log("stubborn")
+    );
+    assert_no_mounts(f.dir.path());
+    f.ok(&["start", "web"]);
+    f.wait_state("web", "running");
+    f.shutdown();
+}
+
+/// Timestamp of the first log line containing `needle`.
+fn when(log: &str, needle: &str) -> String {
+    let line = log
+        .lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no {needle:?} in:\n{log}"));
+    line.split(' ').next().unwrap().to_string()
+}
+
+#[test]
+fn sigterm_stops_in_reverse_dependency_order() {
+    let slow =
+        "trap 'echo got TERM; sleep 1; exit 0' TERM; echo ready; while true; do sleep 1; done";
+    let mut f = Fixture::new(&format!(
+        "  db:
+    image: ROOTFS
+    command: \"{slow}\"
+  app:
+    image: ROOTFS
+    depends_on: [db]
+    command: \"{slow}\"
+  web:
+    image: ROOTFS
+    depends_on: [app]
+    command: \"{slow}\"
+"
+    ));
+    f.start_daemon();
+    for name in ["db", "app", "web"] {
+        f.wait_logged(name, "ready");
+    }
+    let (db, app, web) = (f.log("db"), f.log("app"), f.log("web"));
+    // Started in dependency order.
+    assert!(when(&db, "started") <= when(&app, "started"));
+    assert!(when(&app, "started") <= when(&web, "started"));
+    f.shutdown();
+    let (db, app, web) = (f.log("db"), f.log("app"), f.log("web"));
+    for log in [&db, &app, &web] {
+        assert!(log.contains("got TERM"), "{log}");
+    }
+    // Each is asked to stop only after its dependents have exited.
+    assert!(
+        when(&web, "exited with status") <= when(&app, "stopping with"),
+        "web:\n{web}\napp:\n{app}"
+    );
+    assert!(
+        when(&app, "exited with status") <= when(&db, "stopping with"),
+        "app:\n{app}\ndb:\n{db}"
+    );
+}
+
+#[test]
+fn second_daemon_and_bad_requests_are_refused() {
+    let mut f = Fixture::new(
+        "  web:
+    image: ROOTFS
+    command: exec sleep 1000
+  idle:
+    image: ROOTFS
+    command: exec sleep 1000
+    autostart: false
+  broken:
+    image: ROOTFS
+    command: exec sleep 1000
+    workdir: /nonexistent
+    autostart: false
+    restart: never
+",
+    );
+    f.start_daemon();
+    let second = Command::new(bin("supervisor"))
+        .args(["daemon", "-c"])
+        .arg(&f.config)
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("already running"), "{stderr}");
+
+    assert!(f.fails(&["stop", "nope"]).contains("unknown service: nope"));
+    assert!(f
+        .fails(&["status", "nope"])
+        .contains("unknown service: nope"));
+    assert!(f.fails(&["logs", "nope"]).contains("unknown service: nope"));
+    assert!(f.fails(&["freeze", "idle"]).contains("idle is not running"));
+    assert!(f.fails(&["thaw", "nope"]).contains("unknown service"));
+    assert_eq!(f.service("idle")["state"], "stopped");
+
+    // A setup failure in the child comes back as a clear message.
+    assert!(f.fails(&["start", "broken"]).contains("/nonexistent"));
+    let broken = f.service("broken");
+    assert_eq!(broken["state"], "failed", "{broken}");
+    assert!(
+        broken["error"].as_str().unwrap().contains("/nonexistent"),
+        "{broken}"
+    );
+    assert!(f.log("broken").contains("[supervisor] failed to start"));
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(bin("supervisor"))
+        .arg("--state-dir")
+        .arg(empty.path())
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with("supervisor: no daemon running on "),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1);
+
+    // Found through -c FILE's state_dir as well.
+    let out = Command::new(bin("supervisor"))
+        .args(["status", "--json", "-c"])
+        .arg(&f.config)
+        .env_remove("SUPERVISOR_STATE_DIR")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    // A plain table with a header and one row per service.
+    let table = f.ok(&["status"]);
+    assert!(table.starts_with("NAME"), "{table}");
+    assert_eq!(table.lines().count(), 4, "{table}");
+    f.shutdown();
+}
+
+#[test]
+fn status_reports_a_memory_hog_killed_by_the_oom_killer() {
+    let mut f = Fixture::new(
+        "  hog:
+    image: ROOTFS
+    command: tail -c 67108864 /dev/zero; echo hog ended; exec sleep 1000
+    restart: never
+    limits:
+      memory: 16M
+",
+    );
+    f.start_daemon();
+    f.wait_logged("hog", "hog ended");
+    let hog = f.wait_for("hog", "OOM-killed", |s| s["oom_kills"].as_u64() >= Some(1));
+    assert_eq!(hog["state"], "running", "{hog}");
+    assert!(hog["memory_bytes"].as_u64().unwrap() <= 16 << 20, "{hog}");
+    f.shutdown();
+}
+
+/// `supervisor status` as an unprivileged user (nobody:nogroup).
+fn status_as_nobody(f: &Fixture) -> Output {
+    use std::os::unix::process::CommandExt;
+    Command::new(bin("supervisor"))
+        .arg("--state-dir")
+        .arg(&f.state)
+        .arg("status")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn control_socket_admits_root_and_the_control_group_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut f = Fixture::new(
+        "  web:
+    image: ROOTFS
+    command: exec sleep 1000
+",
+    );
+    fs::set_permissions(f.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    f.start_daemon();
+    let socket = fs::metadata(f.state.join("control.sock")).unwrap();
+    assert_eq!(socket.permissions().mode() & 0o777, 0o600);
+    let out = status_as_nobody(&f);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("permission denied"), "{stderr}");
+    f.shutdown();
+
+    // With control_group, members may use the socket.
+    let text = fs::read_to_string(&f.config).unwrap();
+    fs::write(&f.config, format!("control_group: nogroup\n{text}")).unwrap();
+    f.start_daemon();
+    let socket = fs::metadata(f.state.join("control.sock")).unwrap();
+    assert_eq!(socket.permissions().mode() & 0o777, 0o660);
+    let out = status_as_nobody(&f);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("web"));
+    f.shutdown();
+}
+
+/// The counter a service writes to /tmp/count inside its root filesystem.
+fn counter(pid: i32) -> u64 {
+    read_inside(pid, "/tmp/count").trim().parse().unwrap_or(0)
+}
+
+const COUNTER: &str = "i=0; while true; do i=$((i+1)); echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; sleep 0.1; done";
+
+/// Waits until the counter moves past `from`.
+fn wait_advance(pid: i32, from: u64) -> u64 {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let now = counter(pid);
+        if now > from {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "counter stuck at {now}");
+        sleep(Duration::from_millis(100));
+    }
+}
+
+fn counter_fixture(settings: &str) -> Fixture {
+    Fixture::with_settings(
+        settings,
+        &format!(
+            "  counter:
+    image: ROOTFS
+    command: \"{COUNTER}\"
+"
+        ),
+    )
+}
+
+#[test]
+fn freeze_stops_a_service_until_thaw_and_a_frozen_service_stops_cleanly() {
+    freeze_thaw_and_stop(counter_fixture(""));
+}
+
+/// On a host with the v1 freezer (hybrid or v1), `cgroup_driver: v1` uses it;
+/// on a pure v2 host that driver must be refused with a clear error.
+#[test]
+fn freeze_with_the_v1_freezer_driver() {
+    let mut f = counter_fixture("cgroup_driver: v1\n");
+    if Path::new("/sys/fs/cgroup/freezer").exists() {
+        return freeze_thaw_and_stop(f);
+    }
+    f.start_daemon();
+    let svc = f.wait_for("counter", "refused", |s| !s["error"].is_null());
+    assert_ne!(svc["state"], "running");
+    f.shutdown();
+}
+
+fn freeze_thaw_and_stop(mut f: Fixture) {
+    f.start_daemon();
+    let pid = f.pid("counter");
+    let before = wait_advance(pid, 0);
+    f.ok(&["freeze", "counter"]);
+    assert_eq!(f.service("counter")["state"], "frozen");
+    let frozen_at = counter(pid);
+    sleep(Duration::from_secs(1));
+    assert_eq!(counter(pid), frozen_at, "advanced while frozen");
+    assert!(frozen_at >= before);
+    // Frozen is not a crash: no restart, same process.
+    let svc = f.service("counter");
+    assert_eq!(svc["pid"], pid);
+    assert_eq!(svc["restarts"], 0);
+    f.ok(&["thaw", "counter"]);
+    assert_eq!(f.service("counter")["state"], "running");
+    wait_advance(pid, frozen_at);
+
+    f.ok(&["freeze", "counter"]);
+    let cgroup = f.service("counter")["cgroup"].as_str().unwrap().to_string();
+    let kids = children(pid);
+    f.ok(&["stop", "counter"]);
+    assert_eq!(f.service("counter")["state"], "stopped");
+    for p in std::iter::once(pid).chain(kids) {
+        assert!(!alive(p), "pid {p} survived stopping a frozen service");
+    }
+    for root in hierarchies() {
+        assert!(!root.join(&cgroup).exists());
+    }
+    f.shutdown();
+}
+
+#[test]
+fn reload_reconciles_and_keeps_frozen_services_frozen() {
+    let keep = format!(
+        "  keep:
+    image: ROOTFS
+    command: \"{COUNTER}\"
+"
+    );
+    let mut f = Fixture::new(&format!(
+        "{keep}  change:
+    image: ROOTFS
+    command: exec sleep 1000
+  gone:
+    image: ROOTFS
+    command: exec sleep 1000
+"
+    ));
+    f.start_daemon();
+    let keep_pid = f.pid("keep");
+    let change_pid = f.pid("change");
+    let gone_pid = f.pid("gone");
+    f.ok(&["freeze", "keep"]);
+
+    // An invalid file changes nothing and the caller gets the error.
+    let good = fs::read_to_string(&f.config).unwrap();
+    fs::write(
+        &f.config,
+        format!("{good}  broken:\n    restart: sometimes\n"),
+    )
+    .unwrap();
+    let out = f.cli(&["reload"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("services.yaml:"), "{stderr}");
+    assert_eq!(f.status().len(), 3);
+
+    f.write_config(&format!(
+        "{keep}  change:
+    image: ROOTFS
+    command: exec sleep 2000
+  added:
+    image: ROOTFS
+    command: exec sleep 1000
+"
+    ));
+    f.ok(&["reload"]);
+    let added = f.pid("added");
+    assert!(alive(added));
+    let changed = f.wait_for("change", "restarted", |s| {
+        s["state"] == "running" && s["pid"] != change_pid
+    });
+    assert!(!alive(change_pid));
+    let keep = f.service("keep");
+    assert_eq!(keep["state"], "frozen");
+    assert_eq!(keep["pid"], keep_pid);
+    let deadline = Instant::now() + WAIT;
+    while f.status().iter().any(|s| s["name"] == "gone") {
+        assert!(Instant::now() < deadline, "gone is still listed");
+        sleep(Duration::from_millis(100));
+    }
+    let deadline = Instant::now() + WAIT;
+    while alive(gone_pid) {
+        assert!(Instant::now() < deadline, "gone still runs");
+        sleep(Duration::from_millis(100));
+    }
+    assert_eq!(f.status().len(), 3);
+    assert!(changed["pid"].as_i64().is_some());
+    f.ok(&["thaw", "keep"]);
+    f.shutdown();
+}
+
+#[test]
+fn logs_are_timestamped_tailed_and_followed() {
+    let mut f = Fixture::new(
+        "  talker:
+    image: ROOTFS
+    command: for i in 1 2 3 4 5; do echo line $i; done; echo oops >&2; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done
+",
+    );
+    f.start_daemon();
+    f.pid("talker");
+    f.wait_logged("talker", "tick 3");
+    let all = f.ok(&["logs", "talker"]);
+    for needle in ["line 1", "line 5", "oops", "[supervisor] started, pid"] {
+        assert!(all.contains(needle), "{needle} missing from:\n{all}");
+    }
+    let first = all.lines().find(|l| l.ends_with(" line 1")).unwrap();
+    let stamp = first.split(' ').next().unwrap();
+    assert_eq!(stamp.len(), "2024-01-01T00:00:00.000Z".len(), "{first}");
+    assert!(
+        stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T',
+        "{first}"
+    );
+
+    let tail = f.ok(&["logs", "talker", "-n", "2"]);
+    assert_eq!(tail.lines().count(), 2, "{tail}");
+    assert!(tail.lines().all(|l| l.contains("tick")), "{tail}");
+
+    let mut follower = Command::new(bin("supervisor"))
+        .arg("--state-dir")
+        .arg(&f.state)
+        .args(["logs", "-f", "-n", "0", "talker"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
+    let mut ticks = Vec::new();
+    while ticks.len() < 3 {
+        let line = lines.next().expect("follower ended").unwrap();
+        ticks.push(line);
+    }
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    assert!(ticks.iter().all(|l| l.contains("tick")), "{ticks:?}");
+    f.shutdown();
+}

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
 
 /// Default location of the control socket, logs and runtime state.
 pub const DEFAULT_STATE_DIR: &str = "/run/supervisor";
@@ -13,6 +14,14 @@ pub const DEFAULT_STATE_DIR: &str = "/run/supervisor";
 pub const DEFAULT_IMAGES_DIR: &str = "/var/lib/supervisor/images";
 /// Default cgroup below which every service's cgroup lives.
 pub const DEFAULT_CGROUP_PARENT: &str = "supervisor";
+/// Default first restart backoff step.
+pub const DEFAULT_RESTART_DELAY: Duration = Duration::from_millis(100);
+/// Default longest restart backoff step.
+pub const DEFAULT_RESTART_DELAY_MAX: Duration = Duration::from_secs(30);
+/// Default time between stop_signal and SIGKILL.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default signal that asks a service to stop.
+pub const DEFAULT_STOP_SIGNAL: Signal = Signal::SIGTERM;
 
 /// The whole file, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,7 +40,8 @@ pub struct Config {
 }
 
 /// Which cgroup backend to use (`cgroup_driver: auto | v1 | v2`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum CgroupDriver {
     #[default]
     Auto,
@@ -78,7 +88,10 @@ pub enum ImageRef {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum User {
-    Id { uid: u32, gid: Option<u32> },
+    Id {
+        uid: u32,
+        gid: Option<u32>,
+    },
     /// Looked up in the image's /etc/passwd at start.
     Name(String),
 }
@@ -97,11 +110,21 @@ pub struct Namespaces {
 
 impl Default for Namespaces {
     fn default() -> Self {
-        Namespaces { pid: true, mount: true, uts: true, ipc: true, net: true, cgroup: false, user: false }
+        Namespaces {
+            pid: true,
+            mount: true,
+            uts: true,
+            ipc: true,
+            net: true,
+            cgroup: false,
+            user: false,
+        }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// `restart: never | on-failure | always`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum RestartPolicy {
     Never,
     #[default]

@@ -1,1 +1,25 @@
-//! Root filesystems: importing them, and setting them up inside a new mount namespace.
+//! Root filesystems: importing them safely into an images directory, and
+//! setting one up inside a service's new mount namespace.
+
+pub mod busybox;
+mod compress;
+mod copy;
+mod dev;
+mod error;
+mod fsroot;
+mod mounts;
+mod oci;
+mod procfs;
+mod progress;
+mod rootfs;
+mod store;
+mod sys;
+mod unpack;
+mod writer;
+
+pub use error::Error;
+pub use progress::{Progress, ProgressFn};
+pub use rootfs::{setup_rootfs, BindMount, RootfsSpec, INIT_PATH};
+pub use store::{
+    build_busybox, import, lease, list, remove, resolve_image, validate_name, ImageInfo, ImageLease,
+};

@@ -1,7 +1,225 @@
-//! Client verbs: talk to the daemon over its control socket (being written).
-use std::path::PathBuf;
+//! Client verbs: one request to the daemon over its control socket, then print
+//! the answer. Errors come back as one line and exit status 1.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use crate::cli::Command;
-pub fn run(_cmd: Command, _state_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("client: not built yet")
+
+use anyhow::{anyhow, bail, Context};
+
+use crate::cli::{Command, OptConfigArg};
+use crate::logs;
+use crate::protocol::{self, Request, Response, ServiceStatus};
+
+pub fn run(cmd: Command, state_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Start(args) => done(
+            &args.config,
+            state_dir,
+            Request::Start { names: args.names },
+        ),
+        Command::Stop(args) => done(&args.config, state_dir, Request::Stop { names: args.names }),
+        Command::Restart(args) => done(
+            &args.config,
+            state_dir,
+            Request::Restart { names: args.names },
+        ),
+        Command::Freeze(args) => done(
+            &args.config,
+            state_dir,
+            Request::Freeze { names: args.names },
+        ),
+        Command::Thaw(args) => done(&args.config, state_dir, Request::Thaw { names: args.names }),
+        Command::Reload(config) => done(&config, state_dir, Request::Reload),
+        Command::Shutdown(config) => done(&config, state_dir, Request::Shutdown),
+        Command::Status { name, json, config } => {
+            let dir = resolve_state_dir(state_dir, &config)?;
+            match request(&dir, &Request::Status { name })? {
+                Response::Status { services } => print_status(&services, json)?,
+                other => bail!("unexpected answer from the daemon: {other:?}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Logs {
+            name,
+            lines,
+            follow,
+            config,
+        } => {
+            let dir = resolve_state_dir(state_dir, &config)?;
+            let path = match request(&dir, &Request::Logs { name })? {
+                Response::Log { path } => path,
+                other => bail!("unexpected answer from the daemon: {other:?}"),
+            };
+            let mut out = io::stdout().lock();
+            ignore_broken_pipe(logs::reader::print(&path, lines, &mut out))
+                .with_context(|| format!("reading {}", path.display()))?;
+            if follow {
+                ignore_broken_pipe(logs::reader::follow(&path, &mut out))
+                    .with_context(|| format!("following {}", path.display()))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        other => bail!("{other:?} is not a client command"),
+    }
+}
+
+/// Verbs whose only answer is done or an error.
+fn done(
+    config: &OptConfigArg,
+    state_dir: Option<PathBuf>,
+    req: Request,
+) -> anyhow::Result<ExitCode> {
+    let dir = resolve_state_dir(state_dir, config)?;
+    match request(&dir, &req)? {
+        Response::Done => Ok(ExitCode::SUCCESS),
+        other => bail!("unexpected answer from the daemon: {other:?}"),
+    }
+}
+
+/// --state-dir (or $SUPERVISOR_STATE_DIR, via clap), else the state_dir of -c FILE,
+/// else the default.
+fn resolve_state_dir(state_dir: Option<PathBuf>, config: &OptConfigArg) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = state_dir {
+        return Ok(dir);
+    }
+    if let Some(path) = &config.config {
+        let config =
+            config::load(path).map_err(|errors| anyhow!("{}", errors.to_string().trim_end()))?;
+        return Ok(config.state_dir);
+    }
+    Ok(PathBuf::from(config::DEFAULT_STATE_DIR))
+}
+
+/// Sends one request and reads the one answer; an error answer becomes Err.
+fn request(state_dir: &Path, req: &Request) -> anyhow::Result<Response> {
+    let socket = protocol::socket_path(state_dir);
+    let mut stream = UnixStream::connect(&socket).map_err(|err| match err.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => anyhow!(
+            "no daemon running on {} (connect {}: {err})",
+            state_dir.display(),
+            protocol::SOCKET_FILE
+        ),
+        io::ErrorKind::PermissionDenied => {
+            anyhow!("permission denied on {} (connect: {err})", socket.display())
+        }
+        _ => anyhow!("connect {}: {err}", socket.display()),
+    })?;
+    stream
+        .write_all(&protocol::encode(req))
+        .with_context(|| format!("sending to {}", socket.display()))?;
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .with_context(|| format!("reading from {}", socket.display()))?;
+    if line.is_empty() {
+        bail!(
+            "the daemon on {} closed the connection without answering",
+            state_dir.display()
+        );
+    }
+    match serde_json::from_str(&line).context("malformed answer from the daemon")? {
+        Response::Error { message } => Err(anyhow!(message)),
+        response => Ok(response),
+    }
+}
+
+fn ignore_broken_pipe(result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+fn print_status(services: &[ServiceStatus], json: bool) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    let text = if json {
+        let mut text = serde_json::to_string_pretty(services)?;
+        text.push('\n');
+        text
+    } else {
+        status_table(services)
+    };
+    ignore_broken_pipe(out.write_all(text.as_bytes()))?;
+    Ok(())
+}
+
+fn status_table(services: &[ServiceStatus]) -> String {
+    let dash = || "-".to_string();
+    let opt = |v: Option<u64>| v.map_or_else(dash, |v| v.to_string());
+    let mut rows = vec![[
+        "NAME", "STATE", "PID", "RESTARTS", "EXIT", "UPTIME", "MEMORY", "CPU", "PIDS", "CGROUP",
+        "ERROR",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for s in services {
+        rows.push(vec![
+            s.name.clone(),
+            s.state.as_str().to_string(),
+            s.pid.map_or_else(dash, |p| p.to_string()),
+            s.restarts.to_string(),
+            s.exit_code.map_or_else(dash, |c| c.to_string()),
+            s.uptime_s.map_or_else(dash, |u| format!("{u}s")),
+            s.memory_bytes.map_or_else(dash, crate::human::bytes),
+            s.cpu_usage_us
+                .map_or_else(dash, |us| format!("{:.2}s", us as f64 / 1e6)),
+            opt(s.pids_current),
+            s.cgroup.clone(),
+            s.error.clone().unwrap_or_default(),
+        ]);
+    }
+    let columns = rows[0].len();
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut text = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if c + 1 < columns {
+                line.extend(std::iter::repeat_n(
+                    ' ',
+                    widths[c] - cell.chars().count() + 2,
+                ));
+            }
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::State;
+
+    #[test]
+    fn table_columns_line_up() {
+        let row = |name: &str, pid| ServiceStatus {
+            name: name.into(),
+            state: State::Running,
+            pid,
+            restarts: 0,
+            exit_code: None,
+            cgroup: format!("supervisor/{name}"),
+            uptime_s: Some(3),
+            memory_bytes: Some(3 << 20),
+            memory_peak_bytes: None,
+            cpu_usage_us: Some(1_500_000),
+            pids_current: Some(2),
+            oom_kills: Some(0),
+            error: None,
+        };
+        let table = status_table(&[row("web", Some(12345)), row("database", None)]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3);
+        let state_col = lines[0].find("STATE").unwrap();
+        assert_eq!(lines[1].find("running"), Some(state_col));
+        assert_eq!(lines[2].find("running"), Some(state_col));
+        assert!(lines[1].contains("3.0MiB") && lines[1].contains("1.50s"));
+    }
 }

@@ -5,7 +5,10 @@ mod cli;
 mod client;
 mod container;
 mod daemon;
+mod human;
 mod image_cmd;
+mod logs;
+mod protocol;
 
 use std::process::ExitCode;
 

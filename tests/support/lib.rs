@@ -43,3 +43,23 @@ pub fn require_root() {
         "these tests need root (namespaces, cgroups, mounts): run them as root"
     );
 }
+
+/// A busybox root filesystem in `dir` (created if missing), built from the
+/// host's static busybox (Debian's busybox-static) by `images::busybox::build`.
+pub fn busybox_rootfs(dir: &std::path::Path) {
+    if let Err(e) = images::busybox::build(dir) {
+        panic!("busybox root filesystem in {}: {e}", dir.display());
+    }
+}
+
+/// Path of an example program of the workspace (e.g. `setup_rootfs`, which
+/// runs `images::setup_rootfs`); panics with the command that builds it.
+pub fn example(name: &str) -> PathBuf {
+    let path = bin_dir().join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --examples` first",
+        path.display()
+    );
+    path
+}

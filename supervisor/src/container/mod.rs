@@ -1,10 +1,23 @@
-//! Starting one service as a small container (being written).
-use std::ffi::OsString;
-use std::path::Path;
-use std::process::ExitCode;
-pub fn run_foreground(_config: &Path, _name: &str, _command: Vec<OsString>) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("run: not built yet")
-}
-pub fn setup_main() -> anyhow::Result<ExitCode> {
-    anyhow::bail!("container-setup: not built yet")
-}
+//! Starting one service as a small container: its own namespaces, root
+//! filesystem and cgroup, with our init as its PID 1.
+//!
+//! `spawn` (used by the daemon and by `supervisor run`) clones a child into new
+//! namespaces; the child execs `supervisor container-setup` (`setup`), which
+//! sets the container up from a spec sent over a pipe and execs init. The
+//! parent places the child in its cgroup while it sets up, then releases it.
+
+mod error;
+mod handle;
+mod resolve;
+mod run;
+mod setup;
+mod spawn;
+mod spec;
+mod sys;
+mod user;
+
+pub use error::SpawnError;
+pub use handle::Container;
+pub use run::run_foreground;
+pub use setup::setup_main;
+pub use spawn::{spawn, SpawnRequest, Stdio};

@@ -1,6 +1,72 @@
-//! The daemon (being written).
+//! `supervisor daemon -c FILE`: runs the appliance's services and answers the
+//! CLI on state_dir/control.sock until SIGTERM, SIGINT or `supervisor shutdown`.
+
+mod control;
+mod event_loop;
+mod output;
+mod reload;
+mod requests;
+mod services;
+mod supervised;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-pub fn run(_config: &Path, _state_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("daemon: not built yet")
+
+use anyhow::Context;
+use nix::sys::signal::{sigprocmask, SigmaskHow};
+
+use crate::protocol;
+use event_loop::Daemon;
+use output::LogFiles;
+use services::Services;
+
+pub fn run(config_path: &Path, state_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let mut config = match config::load(config_path) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{}", errors.to_string().trim_end());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let overridden = state_dir.is_some();
+    if let Some(dir) = state_dir {
+        config.state_dir = dir;
+    }
+    let state_dir = config.state_dir.clone();
+    let _lock = control::lock_state_dir(&state_dir)?;
+    let gid = control::control_gid(config.control_group.as_deref())?;
+    if gid.is_some() {
+        // Group members reach the socket and the logs through the directory.
+        control::create_shared_dir(&state_dir, gid)?;
+    }
+    let logs_dir = state_dir.join(protocol::LOGS_DIR);
+    control::create_shared_dir(&logs_dir, gid)?;
+    match cgroups::detect_layout() {
+        Ok(layout) => log::info!(
+            "cgroup layout: {layout:?}, driver {:?}",
+            config.cgroup_driver
+        ),
+        Err(err) => log::warn!("cgroup layout: {err}"),
+    }
+
+    // Block the signals the loop reads from its signalfd before anything can
+    // deliver them (services are started from this thread only).
+    sigprocmask(
+        SigmaskHow::SIG_BLOCK,
+        Some(&event_loop::handled_signals()),
+        None,
+    )
+    .context("sigprocmask")?;
+    let listener = control::bind(&state_dir, gid)?;
+    log::info!(
+        "listening on {}",
+        protocol::socket_path(&state_dir).display()
+    );
+    let services = Services::new(config, LogFiles::new(logs_dir));
+    let daemon = Daemon::new(listener, state_dir.clone(), overridden, gid, services)?;
+    let result = daemon.run();
+    if result.is_err() {
+        let _ = std::fs::remove_file(protocol::socket_path(&state_dir));
+    }
+    result.map(|()| ExitCode::SUCCESS)
 }

@@ -1,0 +1,184 @@
+//! Mount helpers for a root filesystem being set up. Targets are resolved
+//! inside the new root (`Root`) and mounted onto by descriptor through
+//! `/proc/self/fd`, so a symlink in an image can never redirect a mount.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::mount::{mount, MsFlags};
+use nix::sys::stat::Mode;
+use nix::sys::statvfs::{statvfs, FsFlags};
+
+use crate::fsroot::Root;
+use crate::{sys, Error};
+
+/// What a mountpoint must be: bind mounts of files need a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Dir,
+    File,
+}
+
+/// A mountpoint inside the new root, created if missing.
+pub(crate) struct Target {
+    fd: OwnedFd,
+    rel: PathBuf,
+    /// For messages: the host path it was reached by.
+    shown: PathBuf,
+}
+
+impl Target {
+    pub(crate) fn resolve(root: &Root, rel: &Path, kind: Kind) -> Result<Target, Error> {
+        let shown = root.path().join(rel);
+        let fd = match kind {
+            Kind::Dir => root.mkdir_all(rel, Mode::from_bits_truncate(0o755)),
+            Kind::File => create_file(root, rel),
+        }
+        .map_err(|e| Error::setup("create mountpoint", &shown, e))?;
+        Ok(Target {
+            fd,
+            rel: rel.to_path_buf(),
+            shown,
+        })
+    }
+
+    /// Mounts a new filesystem of type `fstype` here.
+    pub(crate) fn mount_fs(
+        &self,
+        step: &'static str,
+        fstype: &str,
+        flags: MsFlags,
+        data: &str,
+    ) -> Result<(), Error> {
+        let data = (!data.is_empty()).then_some(data);
+        mount(
+            Some(fstype),
+            &proc_path(&self.fd),
+            Some(fstype),
+            flags,
+            data,
+        )
+        .map_err(|e| Error::setup(step, &self.shown, e))
+    }
+
+    /// Bind-mounts `source` here, recursively; read-only if asked.
+    pub(crate) fn bind(
+        &self,
+        root: &Root,
+        step: &'static str,
+        source: &Source,
+        readonly: bool,
+    ) -> Result<(), Error> {
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
+        mount(
+            Some(&proc_path(&source.fd)),
+            &proc_path(&self.fd),
+            None::<&str>,
+            flags,
+            None::<&str>,
+        )
+        .map_err(|e| {
+            Error::setup(
+                step,
+                format!("{} on {}", source.shown.display(), self.shown.display()),
+                e,
+            )
+        })?;
+        if readonly {
+            // Resolved again: the old descriptor names what lies under the new mount.
+            let mounted = root
+                .open_at(&self.rel, OFlag::O_PATH | OFlag::O_NOFOLLOW)
+                .map_err(|e| Error::setup(step, &self.shown, e))?;
+            remount_readonly(&proc_path(&mounted), &self.shown)?;
+        }
+        Ok(())
+    }
+}
+
+/// A host path to bind-mount, opened before anything is mounted: mounting
+/// over the host's /tmp or /dev (a service without an image) would hide it.
+pub(crate) struct Source {
+    fd: OwnedFd,
+    shown: PathBuf,
+    pub is_dir: bool,
+}
+
+impl Source {
+    pub(crate) fn open(step: &'static str, path: &Path) -> Result<Source, Error> {
+        let fd = sys::open(path, OFlag::O_PATH).map_err(|e| Error::setup(step, path, e))?;
+        Source::new(step, fd, path.to_path_buf())
+    }
+
+    /// `rel` inside the new root (resolved there), to bind elsewhere in it.
+    pub(crate) fn open_in(root: &Root, rel: &Path) -> Result<Source, Error> {
+        let shown = root.path().join(rel);
+        let fd = root
+            .open_at(rel, OFlag::O_PATH | OFlag::O_NOFOLLOW)
+            .map_err(|e| Error::setup("open", &shown, e))?;
+        Source::new("open", fd, shown)
+    }
+
+    fn new(step: &'static str, fd: OwnedFd, shown: PathBuf) -> Result<Source, Error> {
+        let st =
+            nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|e| Error::setup(step, &shown, e))?;
+        let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        Ok(Source { fd, shown, is_dir })
+    }
+}
+
+fn proc_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+fn create_file(root: &Root, rel: &Path) -> nix::Result<OwnedFd> {
+    let (parent, name) = root.parent_of(rel)?;
+    let open_path = || {
+        sys::openat(
+            parent.as_fd(),
+            Path::new(name),
+            OFlag::O_PATH | OFlag::O_NOFOLLOW,
+            Mode::empty(),
+        )
+    };
+    // An existing file is taken as it is: opening some (e.g. /proc/kcore) for
+    // reading needs more privilege than mounting over them.
+    match open_path() {
+        Err(nix::errno::Errno::ENOENT) => {}
+        found => return found,
+    }
+    let flags = OFlag::O_RDONLY | OFlag::O_CREAT | OFlag::O_NOFOLLOW;
+    match sys::openat(
+        parent.as_fd(),
+        Path::new(name),
+        flags,
+        Mode::from_bits_truncate(0o644),
+    ) {
+        Ok(_) | Err(nix::errno::Errno::EISDIR) => {}
+        Err(e) => return Err(e),
+    }
+    open_path()
+}
+
+/// Makes the mount at `path` read-only, keeping its nosuid/nodev/noexec
+/// (a bind remount replaces all of the mount's flags).
+pub(crate) fn remount_readonly(path: &Path, shown: &Path) -> Result<(), Error> {
+    let step = "remount read-only";
+    let current = statvfs(path)
+        .map_err(|e| Error::setup(step, shown, e))?
+        .flags();
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    for (have, keep) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+    ] {
+        if current.contains(have) {
+            flags |= keep;
+        }
+    }
+    mount(None::<&str>, path, None::<&str>, flags, None::<&str>)
+        .map_err(|e| Error::setup(step, shown, e))
+}

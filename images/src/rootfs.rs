@@ -1,0 +1,233 @@
+//! `setup_rootfs`: builds a service's root filesystem inside its new mount
+//! namespace and switches to it. Runs in the container's setup process, as
+//! root, after `exec` (ordinary code is fine here), before our init is exec'd.
+
+use std::fs::{self, DirBuilder};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::unistd::{chdir, pivot_root};
+use serde::{Deserialize, Serialize};
+
+use crate::fsroot::Root;
+use crate::mounts::{self, Kind, Source, Target};
+use crate::{dev, procfs, Error};
+
+/// Where our static init is bind-mounted, read-only, in every service's root
+/// filesystem. It lives in the /dev tmpfs that `setup_rootfs` mounts, so no
+/// image needs to contain it or a mountpoint for it, and the host's `/`
+/// (a service without an image) is not touched either.
+pub const INIT_PATH: &str = "/dev/init";
+
+/// What `setup_rootfs` builds.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct RootfsSpec {
+    /// The image's root filesystem directory (see `resolve_image`); None: the host's `/`.
+    pub rootfs: Option<PathBuf>,
+    /// Directory for the overlay's `upper` and `work` (and `merged`, where it is
+    /// mounted); None: the image itself is the root (bind-mounted). Needs an image.
+    pub writable_layer: Option<PathBuf>,
+    /// Remount the root read-only once everything is mounted.
+    pub readonly: bool,
+    /// Host path of our static init, bound at `INIT_PATH`.
+    pub init_binary: PathBuf,
+    pub mounts: Vec<BindMount>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct BindMount {
+    /// Host path.
+    pub source: PathBuf,
+    /// Absolute path inside the service's root filesystem; created if missing.
+    pub target: PathBuf,
+    pub readonly: bool,
+}
+
+/// Sets up the root filesystem described by `spec` and makes it the process's
+/// root, with cwd `/`. The process must already be in its own mount namespace
+/// (and pid namespace, for /proc to show the service's processes).
+///
+/// With an image: the root (overlay or bind of the image) is prepared in place,
+/// then `pivot_root` into it and the old root detached. Without one (the
+/// host's `/`), the same mounts go over the host's own /proc, /dev, /sys and
+/// /tmp in this namespace, and there is no pivot.
+pub fn setup_rootfs(spec: &RootfsSpec) -> Result<(), Error> {
+    let sources = HostSources::open(spec)?;
+    // Nothing mounted from here on may propagate to the host (or back).
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| Error::setup("make mounts private", "/", e))?;
+    let new_root = match (&spec.rootfs, &spec.writable_layer) {
+        (None, None) => PathBuf::from("/"),
+        (None, Some(layer)) => {
+            return Err(Error::setup(
+                "writable layer",
+                layer,
+                std::io::Error::other("needs an image"),
+            ));
+        }
+        (Some(image), Some(layer)) => mount_overlay(image, layer)?,
+        (Some(image), None) => {
+            mount(
+                Some(image),
+                image,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(|e| Error::setup("bind image", image, e))?;
+            image.clone()
+        }
+    };
+    let root = Root::open(&new_root)?;
+    mount_filesystems(&root, spec, &sources)?;
+    drop(root);
+    if spec.rootfs.is_some() {
+        switch_root(&new_root)?;
+    }
+    if spec.readonly {
+        mounts::remount_readonly(Path::new("/"), Path::new("/"))?;
+    }
+    chdir("/").map_err(|e| Error::setup("chdir", "/", e))
+}
+
+/// overlayfs with the image as lower dir; returns where it is mounted.
+fn mount_overlay(image: &Path, layer: &Path) -> Result<PathBuf, Error> {
+    let (upper, work, merged) = (
+        layer.join("upper"),
+        layer.join("work"),
+        layer.join("merged"),
+    );
+    for path in [image, &upper, &work] {
+        // overlayfs splits its options on these; there is no escaping them.
+        if path.to_str().is_none_or(|p| p.contains([',', ':', '\\'])) {
+            return Err(Error::setup(
+                "mount overlay",
+                path,
+                std::io::Error::other("path contains ',', ':' or '\\'"),
+            ));
+        }
+    }
+    // The upper dir's root is the container's `/`: same owner and mode as the image's.
+    let image_meta = fs::metadata(image).map_err(|e| Error::setup("mount overlay", image, e))?;
+    if !upper.exists() {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&upper)
+            .map_err(|e| Error::setup("create", &upper, e))?;
+        std::os::unix::fs::chown(&upper, Some(image_meta.uid()), Some(image_meta.gid()))
+            .map_err(|e| Error::setup("create", &upper, e))?;
+        fs::set_permissions(
+            &upper,
+            fs::Permissions::from_mode(image_meta.mode() & 0o7777),
+        )
+        .map_err(|e| Error::setup("create", &upper, e))?;
+    }
+    for dir in [&work, &merged] {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::setup("create", dir, e))?;
+    }
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        image.display(),
+        upper.display(),
+        work.display()
+    );
+    mount(
+        Some("overlay"),
+        &merged,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .map_err(|e| Error::setup("mount overlay", &merged, e))?;
+    Ok(merged)
+}
+
+/// Everything bound from the host, opened before anything is mounted.
+struct HostSources {
+    init: Source,
+    devices: Vec<Source>,
+    sys: Source,
+    mounts: Vec<Source>,
+}
+
+impl HostSources {
+    fn open(spec: &RootfsSpec) -> Result<HostSources, Error> {
+        Ok(HostSources {
+            init: Source::open("open init", &spec.init_binary)?,
+            devices: dev::host_devices()?,
+            sys: Source::open("open host /sys", Path::new("/sys"))?,
+            mounts: spec
+                .mounts
+                .iter()
+                .map(|m| Source::open("bind mount source", &m.source))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+/// /proc, /dev (with init), /sys, /tmp and the configured bind mounts.
+fn mount_filesystems(root: &Root, spec: &RootfsSpec, sources: &HostSources) -> Result<(), Error> {
+    let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    match Target::resolve(root, Path::new("proc"), Kind::Dir)?.mount_fs(
+        "mount proc",
+        "proc",
+        hardened,
+        "",
+    ) {
+        // The host's own /proc, in the same pid namespace: already the right one.
+        Err(e) if spec.rootfs.is_none() && errno(&e) == Some(libc::EBUSY) => {}
+        other => other?,
+    }
+    let init_rel = Path::new(INIT_PATH.trim_start_matches('/'));
+    dev::setup(root, &sources.init, &sources.devices, init_rel)?;
+    procfs::harden(root)?;
+    let sys = Target::resolve(root, Path::new("sys"), Kind::Dir)?;
+    match sys.mount_fs("mount sysfs", "sysfs", hardened | MsFlags::MS_RDONLY, "") {
+        Ok(()) => {}
+        // Without a network namespace of our own, sysfs is refused (EPERM in a
+        // user namespace, EBUSY over the host's /sys): the host's, read-only.
+        Err(e) if matches!(errno(&e), Some(libc::EPERM | libc::EBUSY)) => {
+            sys.bind(root, "bind /sys", &sources.sys, true)?
+        }
+        Err(e) => return Err(e),
+    }
+    Target::resolve(root, Path::new("tmp"), Kind::Dir)?.mount_fs(
+        "mount /tmp",
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        "mode=1777",
+    )?;
+    for (bind, source) in spec.mounts.iter().zip(&sources.mounts) {
+        let kind = if source.is_dir { Kind::Dir } else { Kind::File };
+        let rel = bind.target.strip_prefix("/").unwrap_or(&bind.target);
+        Target::resolve(root, rel, kind)?.bind(root, "bind mount", source, bind.readonly)?;
+    }
+    Ok(())
+}
+
+fn errno(error: &Error) -> Option<i32> {
+    match error {
+        Error::Setup { error, .. } => error.raw_os_error(),
+        _ => None,
+    }
+}
+
+/// pivot_root into `new_root` without a put-old directory: the old root ends up
+/// stacked on the new one and is detached right away.
+fn switch_root(new_root: &Path) -> Result<(), Error> {
+    chdir(new_root).map_err(|e| Error::setup("chdir", new_root, e))?;
+    pivot_root(".", ".").map_err(|e| Error::setup("pivot_root", new_root, e))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(|e| Error::setup("detach old root", new_root, e))
+}

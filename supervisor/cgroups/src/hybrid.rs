@@ -1,0 +1,89 @@
+//! Hybrid hosts (v1 controllers plus a controller-less cgroup2 mount): limits and
+//! accounting in the v1 hierarchies; membership, freeze and kill in the unified one,
+//! whose freezer reports completion through cgroup.events.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::killer::Freeze;
+use crate::mountinfo::Mounts;
+use crate::unified::UnifiedGroup;
+use crate::v1::{self, V1Limits};
+use crate::{fsops, Cgroup, Error, Resources, Stats};
+
+#[derive(Debug)]
+pub(crate) struct HybridCgroup {
+    path: String,
+    limits: V1Limits,
+    group: UnifiedGroup,
+}
+
+impl HybridCgroup {
+    pub fn new(mounts: &Mounts, unified: &std::path::Path, rel: String) -> Self {
+        HybridCgroup {
+            limits: V1Limits::new(mounts, &rel),
+            group: UnifiedGroup::new(unified.join(&rel)),
+            path: rel,
+        }
+    }
+
+    /// The unified directory first: it is where procs() looks.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        let mut dirs = vec![self.group.dir().to_path_buf()];
+        dirs.extend(self.limits.dirs());
+        dirs
+    }
+}
+
+impl Cgroup for HybridCgroup {
+    fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn create(&self, res: &Resources) -> Result<(), Error> {
+        self.limits.create(self, &self.dirs(), res)
+    }
+
+    fn add_process(&self, pid: i32) -> Result<(), Error> {
+        v1::add_to_every(&self.dirs(), pid)
+    }
+
+    /// CLONE_INTO_CGROUP would place the child in the unified group only, not in the
+    /// v1 hierarchies that hold the limits.
+    fn clone_into_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
+
+    fn procs(&self) -> Result<Vec<i32>, Error> {
+        self.group.procs()
+    }
+
+    fn freeze(&self, timeout: Duration) -> Result<(), Error> {
+        self.group.freeze(timeout)
+    }
+
+    fn thaw(&self, timeout: Duration) -> Result<(), Error> {
+        self.group.thaw(timeout)
+    }
+
+    fn is_frozen(&self) -> Result<bool, Error> {
+        self.group.is_frozen()
+    }
+
+    fn kill_all(&self, timeout: Duration) -> Result<(), Error> {
+        self.group.kill_all(timeout)
+    }
+
+    fn stats(&self) -> Result<Stats, Error> {
+        let mut stats = self.limits.stats()?;
+        if stats.cpu_usage_us.is_none() {
+            // Without a cpuacct hierarchy the unified cpu.stat still counts CPU time.
+            stats.cpu_usage_us = fsops::read_keyed_u64(&self.group.file("cpu.stat"), "usage_usec")?;
+        }
+        Ok(stats)
+    }
+
+    fn destroy(&self) -> Result<(), Error> {
+        crate::rmdir_all(&self.dirs())
+    }
+}

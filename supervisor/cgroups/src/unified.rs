@@ -1,0 +1,127 @@
+//! A group in the cgroup2 (unified) hierarchy: membership, freeze, kill. Used alone
+//! on pure v2 (with the limits in v2.rs) and for membership on hybrid hosts.
+
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::killer::{self, Freeze};
+use crate::{fsops, notify, Error};
+
+#[derive(Debug)]
+pub(crate) struct UnifiedGroup {
+    dir: PathBuf,
+    /// The group directory, opened once, for clone3(CLONE_INTO_CGROUP).
+    dir_fd: OnceLock<OwnedFd>,
+}
+
+impl UnifiedGroup {
+    pub fn new(dir: PathBuf) -> Self {
+        UnifiedGroup {
+            dir,
+            dir_fd: OnceLock::new(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    pub fn mkdir(&self) -> Result<(), Error> {
+        fsops::mkdir_all(&self.dir)
+    }
+
+    pub fn add_process(&self, pid: i32) -> Result<(), Error> {
+        fsops::write(&self.file("cgroup.procs"), &pid.to_string())
+    }
+
+    pub fn procs(&self) -> Result<Vec<i32>, Error> {
+        fsops::read_procs(&self.file("cgroup.procs"))
+    }
+
+    /// The group directory opened O_RDONLY|O_DIRECTORY, as CLONE_INTO_CGROUP wants;
+    /// None while the group does not exist.
+    pub fn dir_fd(&self) -> Option<BorrowedFd<'_>> {
+        if self.dir_fd.get().is_none() {
+            let file = File::options()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+                .open(&self.dir)
+                .ok()?;
+            // Another thread may have won the race; either fd names the same group.
+            let _ = self.dir_fd.set(file.into());
+        }
+        self.dir_fd.get().map(|fd| fd.as_fd())
+    }
+
+    pub fn is_frozen(&self) -> Result<bool, Error> {
+        let path = self.file("cgroup.events");
+        let text = fsops::read(&path)?;
+        Ok(fsops::keyed(&text, "frozen") == Some("1"))
+    }
+
+    /// Writes cgroup.freeze and waits for cgroup.events to report it; a freeze that
+    /// does not complete in time is undone.
+    fn set_frozen(&self, frozen: bool, timeout: Duration) -> Result<(), Error> {
+        let deadline = Instant::now() + timeout;
+        let want = if frozen { "1" } else { "0" };
+        let freeze_file = self.file("cgroup.freeze");
+        fsops::write(&freeze_file, want)?;
+        let events = self.file("cgroup.events");
+        if notify::wait_for(&events, "frozen", want, deadline)? {
+            return Ok(());
+        }
+        if frozen {
+            fsops::write(&freeze_file, "0")?;
+        }
+        Err(Error::Timeout {
+            what: if frozen { "freeze" } else { "thaw" },
+            path: self.dir.clone(),
+            timeout,
+            undone: frozen,
+        })
+    }
+
+    /// cgroup.kill, then wait for `populated 0`; kernels before 5.14 lack cgroup.kill
+    /// and get the freeze-and-signal loop instead.
+    pub fn kill_all(&self, timeout: Duration) -> Result<(), Error> {
+        let deadline = Instant::now() + timeout;
+        match fsops::write(&self.file("cgroup.kill"), "1") {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() && self.dir.is_dir() => {
+                return killer::kill_by_signal(&self.file("cgroup.procs"), Some(self), timeout)
+            }
+            Err(e) => return Err(e),
+        }
+        if notify::wait_for(&self.file("cgroup.events"), "populated", "0", deadline)? {
+            return Ok(());
+        }
+        Err(Error::Timeout {
+            what: "kill all processes in",
+            path: self.dir.clone(),
+            timeout,
+            undone: false,
+        })
+    }
+
+    pub fn rmdir(&self) -> Result<(), Error> {
+        fsops::rmdir(&self.dir)
+    }
+}
+
+impl Freeze for UnifiedGroup {
+    fn freeze(&self, timeout: Duration) -> Result<(), Error> {
+        self.set_frozen(true, timeout)
+    }
+
+    fn thaw(&self, timeout: Duration) -> Result<(), Error> {
+        self.set_frozen(false, timeout)
+    }
+}

@@ -1,0 +1,182 @@
+//! What a container is made of, resolved before anything is created: its
+//! root filesystem, user, environment, command, writable layer and image lease.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use config::{Config, ImageRef, Service};
+use nix::sched::CloneFlags;
+
+use super::error::{io_error, SpawnError};
+use super::handle::remove_layer;
+use super::spawn::{SpawnRequest, Stdio};
+use super::spec::SetupSpec;
+use super::user;
+
+/// `PATH` when the service's env has none (Docker's default).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What `spawn` resolves before anything is created.
+pub(super) struct Prepared {
+    pub spec: SetupSpec,
+    pub layer: Option<PathBuf>,
+    pub lease: Option<images::ImageLease>,
+}
+
+pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
+    let (config, service) = (req.config, req.service);
+    let init_binary = init_binary()?;
+    let (image_dir, lease) = match &service.image {
+        None => (None, None),
+        Some(image) => {
+            let dir = images::resolve_image(&config.images_dir, image)?;
+            let lease = match image {
+                ImageRef::Named(name) => Some(images::lease(&config.images_dir, name)?),
+                ImageRef::Path(_) => None,
+            };
+            (Some(dir), lease)
+        }
+    };
+    if image_dir.is_some() && !service.namespaces.mount {
+        return Err(SpawnError::ImageWithoutMountNamespace);
+    }
+    let user = user::resolve(
+        image_dir.as_deref().unwrap_or(Path::new("/")),
+        service.user.as_ref(),
+    )?;
+    let layer = match &image_dir {
+        Some(_) if !service.readonly_rootfs => Some(writable_layer(config, service)?),
+        _ => None,
+    };
+    let rootfs = service.namespaces.mount.then(|| images::RootfsSpec {
+        rootfs: image_dir.clone(),
+        writable_layer: layer.clone(),
+        readonly: service.readonly_rootfs,
+        init_binary: init_binary.clone(),
+        mounts: service
+            .mounts
+            .iter()
+            .map(|m| images::BindMount {
+                source: m.source.clone(),
+                target: m.target.clone(),
+                readonly: m.readonly,
+            })
+            .collect(),
+    });
+    let init = if rootfs.is_some() {
+        PathBuf::from(images::INIT_PATH)
+    } else {
+        init_binary
+    };
+    let command = match &req.command {
+        Some(command) if !command.is_empty() => command.clone(),
+        _ => service.command.iter().map(OsString::from).collect(),
+    };
+    let spec = SetupSpec {
+        rootfs,
+        init,
+        hostname: service.namespaces.uts.then(|| service.hostname.clone()),
+        loopback: service.namespaces.net,
+        cgroup_namespace: service.namespaces.cgroup,
+        env: environment(
+            service,
+            user.home.as_deref(),
+            matches!(req.stdio, Stdio::Inherit),
+        ),
+        credentials: user.credentials,
+        take_terminal: matches!(req.stdio, Stdio::Inherit) && in_terminal_foreground(),
+        workdir: service.workdir.clone(),
+        command,
+    };
+    Ok(Prepared { spec, layer, lease })
+}
+
+/// The `init` binary installed next to the running supervisor.
+fn init_binary() -> Result<PathBuf, SpawnError> {
+    let exe = std::env::current_exe().map_err(io_error("find the supervisor executable"))?;
+    let init = exe.with_file_name("init");
+    if init.is_file() {
+        Ok(init)
+    } else {
+        Err(SpawnError::InitMissing(init))
+    }
+}
+
+/// `state_dir/containers/NAME`, the overlay's upper and work dirs. Emptied
+/// first unless the service persists it.
+fn writable_layer(config: &Config, service: &Service) -> Result<PathBuf, SpawnError> {
+    let layer = config.state_dir.join("containers").join(&service.name);
+    if !service.persist {
+        remove_layer(&layer)?;
+    }
+    std::fs::create_dir_all(&layer).map_err(io_error(format!(
+        "create writable layer {}",
+        layer.display()
+    )))?;
+    Ok(layer)
+}
+
+/// Like Docker: PATH, HOSTNAME, HOME (and TERM on a terminal) by default,
+/// then the service's env, which wins.
+fn environment(service: &Service, home: Option<&Path>, inherit_stdio: bool) -> Vec<String> {
+    let mut env = std::collections::BTreeMap::new();
+    env.insert("PATH".to_string(), DEFAULT_PATH.to_string());
+    if service.namespaces.uts {
+        env.insert("HOSTNAME".to_string(), service.hostname.clone());
+    }
+    env.insert(
+        "HOME".to_string(),
+        home.unwrap_or(Path::new("/"))
+            .to_string_lossy()
+            .into_owned(),
+    );
+    if inherit_stdio && nix::unistd::isatty(0).unwrap_or(false) {
+        if let Ok(term) = std::env::var("TERM") {
+            env.insert("TERM".to_string(), term);
+        }
+    }
+    env.extend(service.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// stdin is a terminal whose foreground process group is ours.
+fn in_terminal_foreground() -> bool {
+    nix::unistd::tcgetpgrp(std::io::stdin()).is_ok_and(|pgrp| pgrp == nix::unistd::getpgrp())
+}
+
+pub(super) fn driver(driver: config::CgroupDriver) -> cgroups::Driver {
+    match driver {
+        config::CgroupDriver::Auto => cgroups::Driver::Auto,
+        config::CgroupDriver::V1 => cgroups::Driver::V1,
+        config::CgroupDriver::V2 => cgroups::Driver::V2,
+    }
+}
+
+pub(super) fn resources(limits: &config::Limits) -> cgroups::Resources {
+    cgroups::Resources {
+        memory: limits.memory,
+        memory_swap: limits.memory_swap,
+        cpus: limits.cpus,
+        pids: limits.pids,
+        io_weight: limits.io_weight,
+    }
+}
+
+pub(super) fn clone_flags(ns: &config::Namespaces) -> CloneFlags {
+    let mut flags = CloneFlags::empty();
+    for (wanted, flag) in [
+        (ns.pid, CloneFlags::CLONE_NEWPID),
+        (ns.mount, CloneFlags::CLONE_NEWNS),
+        (ns.uts, CloneFlags::CLONE_NEWUTS),
+        (ns.ipc, CloneFlags::CLONE_NEWIPC),
+        (ns.net, CloneFlags::CLONE_NEWNET),
+        (ns.user, CloneFlags::CLONE_NEWUSER),
+    ] {
+        if wanted {
+            flags |= flag;
+        }
+    }
+    // The cgroup namespace is entered by the child once inside its cgroup
+    // (see setup), so that the service's cgroup is its root.
+    flags
+}

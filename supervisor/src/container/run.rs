@@ -1,0 +1,165 @@
+//! `supervisor run -c FILE NAME [-- COMMAND...]`: one service in the
+//! foreground, without a daemon, like `docker run --rm`. Signals sent to the
+//! supervisor go to the service's init; its exit status is passed on; all is
+//! removed at exit.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use nix::errno::Errno;
+use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::error::SpawnError;
+use super::resolve::driver;
+use super::spawn::{spawn, SpawnRequest, Stdio};
+
+/// Exit status when the container could not be started (as `docker run`).
+const START_FAILED: u8 = 125;
+
+/// Signals passed on to the service's init.
+const FORWARDED: [Signal; 7] = [
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTERM,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+];
+
+pub fn run_foreground(
+    config_path: &Path,
+    name: &str,
+    command: Vec<OsString>,
+) -> anyhow::Result<ExitCode> {
+    // The service's own output shares stderr: keep ours to warnings unless asked.
+    if std::env::var_os("SUPERVISOR_LOG").is_none() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
+    let config = match config::load(config_path) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprint!("{errors}");
+            if !errors.to_string().ends_with('\n') {
+                eprintln!();
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let service = config
+        .service(name)
+        .with_context(|| format!("{}: no service named {name}", config_path.display()))?;
+    let signals = block_signals()?;
+    let terminal = Terminal::save();
+    let request = SpawnRequest {
+        config: &config,
+        service,
+        command: (!command.is_empty()).then_some(command),
+        stdio: Stdio::Inherit,
+    };
+    let outcome = run_container(request, &signals);
+    terminal.restore();
+    // No daemon keeps the parent group: remove it unless others use it.
+    let parent_removed =
+        cgroups::remove_parent_if_empty(driver(config.cgroup_driver), &config.cgroup_parent);
+    match outcome {
+        Err(RunError::Start(err)) => {
+            eprintln!("supervisor: run {name}: {err}");
+            Ok(ExitCode::from(START_FAILED))
+        }
+        Err(RunError::Run(err)) => Err(err.context(format!("run {name}"))),
+        Ok(code) => {
+            parent_removed
+                .with_context(|| format!("run {name}: remove cgroup {}", config.cgroup_parent))?;
+            Ok(ExitCode::from(code))
+        }
+    }
+}
+
+enum RunError {
+    /// The container could not be started.
+    Start(SpawnError),
+    /// Waiting for it or removing it failed.
+    Run(anyhow::Error),
+}
+
+/// Spawns, waits (forwarding signals) and tears down; the service's exit code.
+fn run_container(request: SpawnRequest, signals: &SignalFd) -> Result<u8, RunError> {
+    let container = spawn(request).map_err(RunError::Start)?;
+    let status = wait_forwarding(container.pid, signals);
+    if status.is_err() {
+        // Never leave the service behind, whatever went wrong here.
+        let _ = container.kill_all();
+        let _ = waitpid(container.pid, None);
+    }
+    let removed = container.teardown();
+    let code = status.map_err(RunError::Run)?;
+    removed
+        .map_err(|err| RunError::Run(anyhow::Error::from(err).context("remove the container")))?;
+    Ok(code)
+}
+
+/// Blocks SIGCHLD, the forwarded signals and the terminal-stop signals (so
+/// that taking the terminal back does not stop us), and reads them from a
+/// signalfd. The setup process unblocks all before exec.
+fn block_signals() -> anyhow::Result<SignalFd> {
+    let mut mask = SigSet::empty();
+    for signal in FORWARDED
+        .iter()
+        .chain(&[Signal::SIGCHLD, Signal::SIGTTOU, Signal::SIGTTIN])
+    {
+        mask.add(*signal);
+    }
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
+        .context("block signals")?;
+    let mut waited = mask;
+    waited.remove(Signal::SIGTTOU);
+    waited.remove(Signal::SIGTTIN);
+    SignalFd::with_flags(&waited, SfdFlags::SFD_CLOEXEC).context("create a signalfd")
+}
+
+/// Waits for `pid` to exit, forwarding signals to it. Returns its exit code,
+/// or 128 + the signal that killed it.
+fn wait_forwarding(pid: Pid, signals: &SignalFd) -> anyhow::Result<u8> {
+    loop {
+        // A SIGCHLD may have merged with an earlier one: always check.
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code as u8),
+            Ok(WaitStatus::Signaled(_, signal, _)) => return Ok(128 + signal as u8),
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(err) => return Err(err).context("wait for the service"),
+        }
+        let info = match signals.read_signal() {
+            Ok(Some(info)) => info,
+            Ok(None) | Err(Errno::EINTR) => continue,
+            Err(err) => return Err(err).context("read signals"),
+        };
+        if let Ok(signal) = Signal::try_from(info.ssi_signo as i32) {
+            if signal != Signal::SIGCHLD {
+                // The service may be exiting already; a failed send is harmless.
+                let _ = kill(pid, signal);
+            }
+        }
+    }
+}
+
+/// The terminal's foreground process group before the run: init hands the
+/// terminal to the service; at the end we take it back.
+struct Terminal(Option<Pid>);
+
+impl Terminal {
+    fn save() -> Terminal {
+        Terminal(nix::unistd::tcgetpgrp(std::io::stdin()).ok())
+    }
+
+    fn restore(self) {
+        if let Some(pgrp) = self.0 {
+            let _ = nix::unistd::tcsetpgrp(std::io::stdin(), pgrp);
+        }
+    }
+}

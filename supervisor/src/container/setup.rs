@@ -1,0 +1,201 @@
+//! `supervisor container-setup`: runs as the first process of a new container
+//! (PID 1 of its PID namespace), sets it up from the spec that `spawn` sends,
+//! and execs our init with the service's command. A failure goes back to
+//! `spawn` as one line on the error pipe.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use nix::errno::Errno;
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{SigSet, SigmaskHow};
+use nix::unistd::{AccessFlags, Gid, Uid};
+
+use super::spec::{Credentials, SetupSpec, ERROR_FD, RELEASE, SPEC_FD, SYNC_FD};
+use super::sys;
+
+/// Entry point of the hidden subcommand. Returns only on failure (after
+/// reporting it through the error pipe), else it has become init.
+pub fn setup_main() -> anyhow::Result<ExitCode> {
+    let error = sys::inherited_fd(ERROR_FD).map(File::from);
+    let failure = match setup() {
+        Ok(never) => match never {},
+        Err(failure) => failure,
+    };
+    match error {
+        Some(mut pipe) => {
+            // The one line `spawn` reports; if even this fails, the parent
+            // sees a closed pipe and an exit status.
+            let _ = pipe.write_all(format!("{failure:#}").as_bytes());
+            Ok(ExitCode::FAILURE)
+        }
+        None => Err(failure.context("container-setup is started by the supervisor, not by hand")),
+    }
+}
+
+fn setup() -> anyhow::Result<std::convert::Infallible> {
+    // Nothing the supervisor had open reaches the service; the error pipe
+    // closes when init is exec'd, which tells `spawn` that all went well.
+    sys::cloexec_from(ERROR_FD);
+    let spec = read_spec()?;
+    let sync = sys::inherited_fd(SYNC_FD)
+        .map(File::from)
+        .context("no release pipe (fd 5)")?;
+    if spec.take_terminal {
+        take_terminal().context("take the terminal's foreground")?;
+    } else {
+        // A session of its own, as runc gives a detached container: a Ctrl-C
+        // meant for a foreground daemon must not reach every service at once.
+        nix::unistd::setsid().map_err(os).context("start a new session")?;
+    }
+    reset_signals();
+    if let Some(rootfs) = &spec.rootfs {
+        images::setup_rootfs(rootfs).context("root filesystem")?;
+    }
+    if let Some(hostname) = &spec.hostname {
+        nix::unistd::sethostname(hostname)
+            .map_err(os)
+            .with_context(|| format!("hostname {hostname}"))?;
+    }
+    if spec.loopback {
+        sys::loopback_up()
+            .map_err(os)
+            .context("bring up the loopback interface")?;
+    }
+    wait_for_release(sync)?;
+    if spec.cgroup_namespace {
+        unshare(CloneFlags::CLONE_NEWCGROUP)
+            .map_err(os)
+            .context("enter a new cgroup namespace")?;
+    }
+    switch_user(&spec.credentials)?;
+    nix::unistd::chdir(&spec.workdir)
+        .map_err(os)
+        .with_context(|| format!("workdir {}", spec.workdir.display()))?;
+    let path = env_value(&spec.env, "PATH").unwrap_or_default();
+    check_command(&spec.command, &path)?;
+    nix::sys::prctl::set_no_new_privs()
+        .map_err(os)
+        .context("set no_new_privs")?;
+    exec_init(&spec)
+}
+
+fn read_spec() -> anyhow::Result<SetupSpec> {
+    let mut pipe = sys::inherited_fd(SPEC_FD)
+        .map(File::from)
+        .context("no setup spec (fd 3)")?;
+    let mut json = Vec::new();
+    pipe.read_to_end(&mut json).context("read the setup spec")?;
+    serde_json::from_slice(&json).context("decode the setup spec")
+}
+
+/// The supervisor blocks signals for its signalfd and Rust ignores SIGPIPE;
+/// both would be inherited through exec by init and the service.
+fn reset_signals() {
+    sys::default_signal_dispositions();
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
+/// Makes the container's first process group the terminal's foreground, so
+/// that init, finding its group in the foreground, hands it to the service.
+/// SIGTTOU is blocked: we are not the foreground yet when we take it.
+fn take_terminal() -> anyhow::Result<()> {
+    let mut ttou = SigSet::empty();
+    ttou.add(nix::sys::signal::Signal::SIGTTOU);
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&ttou), None).map_err(os)?;
+    let me = nix::unistd::Pid::from_raw(0);
+    nix::unistd::setpgid(me, me).map_err(os)?;
+    nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::getpgrp()).map_err(os)?;
+    Ok(())
+}
+
+/// Blocks until the parent has placed us in the service's cgroup.
+fn wait_for_release(mut sync: File) -> anyhow::Result<()> {
+    let mut byte = [0u8; 1];
+    match sync.read(&mut byte) {
+        Ok(1) if byte[0] == RELEASE => Ok(()),
+        Ok(_) => bail!("the supervisor went away during setup"),
+        Err(err) => Err(err).context("wait for the supervisor"),
+    }
+}
+
+fn switch_user(creds: &Credentials) -> anyhow::Result<()> {
+    let groups: Vec<Gid> = creds.groups.iter().map(|&g| Gid::from_raw(g)).collect();
+    nix::unistd::setgroups(&groups)
+        .map_err(os)
+        .context("set supplementary groups")?;
+    nix::unistd::setgid(Gid::from_raw(creds.gid))
+        .map_err(os)
+        .with_context(|| format!("set gid {}", creds.gid))?;
+    nix::unistd::setuid(Uid::from_raw(creds.uid))
+        .map_err(os)
+        .with_context(|| format!("set uid {}", creds.uid))?;
+    Ok(())
+}
+
+fn env_value(env: &[String], key: &str) -> Option<String> {
+    env.iter()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=').map(str::to_string))
+}
+
+/// Fails clearly where init's exec of the command would fail: a command that
+/// is not in the root filesystem, or that this user may not execute.
+fn check_command(command: &[OsString], path: &str) -> anyhow::Result<()> {
+    let Some(program) = command.first() else {
+        bail!("no command")
+    };
+    let shown = Path::new(program).display();
+    if program.as_bytes().contains(&b'/') {
+        return executable(Path::new(program)).with_context(|| format!("command {shown}"));
+    }
+    let mut denied = None;
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let candidate = PathBuf::from(dir).join(program);
+        if !candidate.is_file() {
+            continue;
+        }
+        match executable(&candidate) {
+            Ok(()) => return Ok(()),
+            Err(err) => denied = denied.or(Some((candidate, err))),
+        }
+    }
+    match denied {
+        Some((candidate, err)) => {
+            Err(err).with_context(|| format!("command {}", candidate.display()))
+        }
+        None => bail!("command {shown}: not found in PATH {path}"),
+    }
+}
+
+fn executable(path: &Path) -> anyhow::Result<()> {
+    if path.is_dir() {
+        bail!("is a directory");
+    }
+    nix::unistd::access(path, AccessFlags::X_OK).map_err(os)
+}
+
+fn exec_init(spec: &SetupSpec) -> anyhow::Result<std::convert::Infallible> {
+    let cstring = |s: &OsStr| CString::new(s.as_bytes()).context("argument contains a NUL byte");
+    let init = cstring(spec.init.as_os_str())?;
+    let mut argv = vec![init.clone(), cstring(OsStr::new("--"))?];
+    for arg in &spec.command {
+        argv.push(cstring(arg)?);
+    }
+    let env = spec
+        .env
+        .iter()
+        .map(|kv| cstring(OsStr::new(kv)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let err = nix::unistd::execve(&init, &argv, &env).unwrap_err();
+    Err(os(err)).with_context(|| format!("exec init {}", spec.init.display()))
+}
+
+/// An errno as the C library words it ("No such file or directory").
+fn os(errno: Errno) -> anyhow::Error {
+    anyhow::anyhow!(errno.desc())
+}

@@ -1,0 +1,248 @@
+//! Starting one service: resolve everything, create its cgroup, clone the
+//! child into new namespaces, place it in the cgroup while it sets itself up,
+//! and wait until its init has been exec'd or its setup failed.
+
+use std::ffi::{CString, OsString};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::Duration;
+
+use config::{Config, Service};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::{pipe2, Pid};
+
+use super::error::{io_error, sys_error, SpawnError};
+use super::handle::Container;
+use super::resolve::{clone_flags, driver, prepare, resources};
+use super::spec::{SetupSpec, ERROR_FD, RELEASE, SPEC_FD, SYNC_FD};
+use super::sys::{self, ChildExec};
+
+/// How long a container may take to set itself up before `spawn` gives up on it.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the service's stdio goes.
+#[derive(Debug)]
+pub enum Stdio {
+    /// The supervisor's own stdin, stdout and stderr (`supervisor run`).
+    Inherit,
+    /// stdout and stderr to this pipe's write end, stdin from /dev/null.
+    Log(OwnedFd),
+}
+
+pub struct SpawnRequest<'a> {
+    pub config: &'a Config,
+    pub service: &'a Service,
+    /// Replaces the service's command.
+    pub command: Option<Vec<OsString>>,
+    pub stdio: Stdio,
+}
+
+/// Starts `req.service` and returns once its init runs (Ok) or its setup
+/// failed (Err, with the failed child already reaped and everything removed).
+pub fn spawn(req: SpawnRequest) -> Result<Container, SpawnError> {
+    let prepared = prepare(&req)?;
+    let cgroup = cgroups::open(
+        driver(req.config.cgroup_driver),
+        &req.config.cgroup_parent,
+        &req.service.name,
+    )?;
+    if !cgroup.procs().unwrap_or_default().is_empty() {
+        return Err(SpawnError::Busy(cgroup.path().to_string()));
+    }
+    let container = Container {
+        pid: Pid::from_raw(0),
+        cgroup,
+        name: req.service.name.clone(),
+        layer_to_remove: prepared.layer.clone().filter(|_| !req.service.persist),
+        _lease: prepared.lease,
+    };
+    match start(&req, &prepared.spec, &container) {
+        Ok(pid) => Ok(Container { pid, ..container }),
+        Err(err) => {
+            // Best effort: the error that stopped the start is the one to report.
+            let _ = container.teardown();
+            Err(err)
+        }
+    }
+}
+
+/// The three pipes between parent and child; the child's ends are numbered
+/// high (see `sys::high_fd`) so that they can be dup2'ed to the fixed fds.
+struct Pipes {
+    spec_write: File,
+    error_read: File,
+    sync_write: File,
+    child_ends: Vec<OwnedFd>,
+}
+
+fn pipes(stdio: &Stdio) -> Result<(Pipes, Vec<(i32, i32)>), SpawnError> {
+    let pipe = || pipe2(OFlag::O_CLOEXEC).map_err(sys_error("create a pipe"));
+    let high = |fd: &OwnedFd| sys::high_fd(fd.as_fd()).map_err(sys_error("duplicate a pipe fd"));
+    let (spec_read, spec_write) = pipe()?;
+    let (error_read, error_write) = pipe()?;
+    let (sync_read, sync_write) = pipe()?;
+    let mut child_ends = vec![high(&spec_read)?, high(&error_write)?, high(&sync_read)?];
+    let mut targets = vec![SPEC_FD, ERROR_FD, SYNC_FD];
+    if let Stdio::Log(log) = stdio {
+        let null = File::open("/dev/null").map_err(io_error("open /dev/null"))?;
+        child_ends.push(high(&OwnedFd::from(null))?);
+        child_ends.push(high(log)?);
+        child_ends.push(high(log)?);
+        targets.extend([0, 1, 2]);
+    }
+    let dups = child_ends
+        .iter()
+        .map(|fd| fd.as_raw_fd())
+        .zip(targets)
+        .collect();
+    let pipes = Pipes {
+        spec_write: File::from(spec_write),
+        error_read: File::from(error_read),
+        sync_write: File::from(sync_write),
+        child_ends,
+    };
+    Ok((pipes, dups))
+}
+
+/// Creates the cgroup, clones the child and drives it to exec. On error the
+/// child (if any) has been killed and reaped; the caller tears down the rest.
+fn start(req: &SpawnRequest, spec: &SetupSpec, container: &Container) -> Result<Pid, SpawnError> {
+    let cgroup = &container.cgroup;
+    cgroup.create(&resources(&req.service.limits))?;
+    let spec_json = serde_json::to_vec(spec)
+        .map_err(|err| SpawnError::Setup(format!("encode setup spec: {err}")))?;
+    let (pipes, dups) = pipes(&req.stdio)?;
+    let exec = ChildExec::new(
+        CString::new("/proc/self/exe").expect("no NUL"),
+        vec![
+            CString::new("supervisor").expect("no NUL"),
+            CString::new("container-setup").expect("no NUL"),
+        ],
+        dups,
+        ERROR_FD,
+    );
+    let clone_into = cgroup.clone_into_fd();
+    let pid = sys::clone_exec(
+        clone_flags(&req.service.namespaces).bits() as u64,
+        clone_into,
+        &exec,
+    )
+    .map_err(sys_error("clone the container's first process"))?;
+    let Pipes {
+        spec_write,
+        mut error_read,
+        sync_write,
+        child_ends,
+    } = pipes;
+    drop(child_ends);
+    let released = release(
+        req,
+        pid,
+        clone_into.is_some(),
+        &spec_json,
+        spec_write,
+        sync_write,
+        cgroup.as_ref(),
+    );
+    // The child's message, if any, explains a failure better than ours (a
+    // closed pipe on our side is usually its death).
+    match (read_error(&mut error_read, pid), released) {
+        (Ok(None), Ok(())) => Ok(pid),
+        (Ok(Some(message)), _) => {
+            reap(pid);
+            Err(SpawnError::Setup(message))
+        }
+        (Err(err), _) | (Ok(None), Err(err)) => {
+            let _ = kill(pid, Signal::SIGKILL);
+            reap(pid);
+            Err(err)
+        }
+    }
+}
+
+/// Sends the spec, maps users, joins the child to its cgroup (overlapped with
+/// its setup) and releases it.
+fn release(
+    req: &SpawnRequest,
+    pid: Pid,
+    born_in_cgroup: bool,
+    spec_json: &[u8],
+    mut spec_write: File,
+    mut sync_write: File,
+    cgroup: &dyn cgroups::Cgroup,
+) -> Result<(), SpawnError> {
+    if req.service.namespaces.user {
+        map_users(pid)?;
+    }
+    spec_write
+        .write_all(spec_json)
+        .map_err(io_error("send the setup spec"))?;
+    // EOF lets the child start its setup while we join it to the cgroup.
+    drop(spec_write);
+    if !born_in_cgroup {
+        cgroup.add_process(pid.as_raw())?;
+    }
+    sync_write
+        .write_all(&[RELEASE])
+        .map_err(io_error("release the container"))
+}
+
+/// The user namespace maps every id to itself: root in the service is root on
+/// the host, but its capabilities only reach what the service's namespaces own.
+fn map_users(pid: Pid) -> Result<(), SpawnError> {
+    for map in ["uid_map", "gid_map"] {
+        let path = format!("/proc/{pid}/{map}");
+        std::fs::write(&path, "0 0 4294967295\n").map_err(io_error(format!("write {path}")))?;
+    }
+    Ok(())
+}
+
+/// Reads the error pipe until EOF (success: init was exec'd) or a message.
+fn read_error(pipe: &mut File, pid: Pid) -> Result<Option<String>, SpawnError> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let deadline = std::time::Instant::now() + SETUP_TIMEOUT;
+    let mut message = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];
+        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, timeout) {
+            Ok(0) => {
+                return Err(SpawnError::Setup(format!(
+                    "setup did not finish within {}s (pid {pid})",
+                    SETUP_TIMEOUT.as_secs()
+                )))
+            }
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(source) => {
+                return Err(SpawnError::Sys {
+                    what: "wait for the container's setup",
+                    source,
+                })
+            }
+        }
+        let mut buf = [0u8; 512];
+        match pipe.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => message.extend_from_slice(&buf[..n]),
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(io_error("read the container's setup result")(err)),
+        }
+    }
+    let message = String::from_utf8_lossy(&message).trim().to_string();
+    Ok((!message.is_empty()).then_some(message))
+}
+
+fn reap(pid: Pid) {
+    loop {
+        match waitpid(pid, None) {
+            Err(Errno::EINTR) => continue,
+            _ => return,
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! What travels from `spawn` to the setup process (`supervisor container-setup`),
+//! and the fixed fds it travels on.
+
+use std::ffi::OsString;
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The spec arrives here as JSON; the parent closes its end when done.
+pub const SPEC_FD: RawFd = 3;
+/// A setup failure goes back here as one line. Close-on-exec: when init has
+/// been exec'd the parent reads EOF, which means success.
+pub const ERROR_FD: RawFd = 4;
+/// The parent writes one byte here once the child is in its cgroup.
+pub const SYNC_FD: RawFd = 5;
+/// The byte on `SYNC_FD` that releases the child.
+pub const RELEASE: u8 = b'1';
+
+/// Everything the setup process does, resolved by the parent beforehand.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SetupSpec {
+    /// None: no mount namespace, the host's root stays (and `init` runs from
+    /// its host path).
+    pub rootfs: Option<images::RootfsSpec>,
+    /// The init binary to exec, as seen after the root filesystem setup.
+    pub init: PathBuf,
+    /// Set in the new UTS namespace.
+    pub hostname: Option<String>,
+    /// The network namespace is new: bring `lo` up.
+    pub loopback: bool,
+    /// Enter a new cgroup namespace once inside the service's cgroup.
+    pub cgroup_namespace: bool,
+    pub credentials: Credentials,
+    pub workdir: PathBuf,
+    /// `KEY=VALUE`, the service's whole environment.
+    pub env: Vec<String>,
+    /// stdin is the terminal and `supervisor run` is its foreground: the
+    /// container takes the foreground (and init hands it to the service).
+    pub take_terminal: bool,
+    /// argv of the service; init runs it.
+    pub command: Vec<OsString>,
+}
+
+/// Who the service runs as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credentials {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+}

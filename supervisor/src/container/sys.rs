@@ -1,0 +1,242 @@
+//! The raw system calls of starting a container: clone into new namespaces
+//! (and a cgroup), what the child does before exec, and the few ioctls and fd
+//! operations that nix does not wrap. Every unsafe block of the container
+//! module lives here.
+
+use std::ffi::{c_char, CString};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr;
+
+use nix::errno::Errno;
+use nix::unistd::Pid;
+
+/// `CLONE_INTO_CGROUP` (Linux 5.7); not in every libc crate target.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `struct clone_args` of clone3(2), the version 2 layout (with `cgroup`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Everything the child needs between clone and exec, prepared beforehand so
+/// that the child only makes system calls (no allocation, no locks).
+pub struct ChildExec {
+    path: CString,
+    _argv: Vec<CString>,
+    argv_ptrs: Vec<*const c_char>,
+    envp_ptrs: Vec<*const c_char>,
+    /// (source, target): dup2'ed in this order. Sources are never below
+    /// `MIN_SOURCE_FD`, so no dup2 clobbers a later source.
+    dups: Vec<(RawFd, RawFd)>,
+    /// Where an exec failure is reported (a target of `dups`).
+    error_fd: RawFd,
+}
+
+/// Child-side fds are moved to at least this number before clone, above every
+/// fixed target fd.
+pub const MIN_SOURCE_FD: RawFd = 10;
+
+impl ChildExec {
+    /// `dups` sources must be `>= MIN_SOURCE_FD` (see `high_fd`).
+    pub fn new(
+        path: CString,
+        argv: Vec<CString>,
+        dups: Vec<(RawFd, RawFd)>,
+        error_fd: RawFd,
+    ) -> ChildExec {
+        debug_assert!(dups.iter().all(|&(source, _)| source >= MIN_SOURCE_FD));
+        let mut argv_ptrs: Vec<*const c_char> = argv.iter().map(|arg| arg.as_ptr()).collect();
+        argv_ptrs.push(ptr::null());
+        // The setup process starts with an empty environment: all it needs
+        // arrives in its spec.
+        let envp_ptrs = vec![ptr::null()];
+        ChildExec {
+            path,
+            _argv: argv,
+            argv_ptrs,
+            envp_ptrs,
+            dups,
+            error_fd,
+        }
+    }
+}
+
+/// A duplicate of `fd` numbered at least `MIN_SOURCE_FD`, close-on-exec.
+pub fn high_fd(fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+    let raw = nix::fcntl::fcntl(
+        fd.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(MIN_SOURCE_FD),
+    )?;
+    // SAFETY: F_DUPFD_CLOEXEC just returned this new descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// Clones a child with `namespaces` (CLONE_NEW* flags) that execs `exec`.
+/// With `cgroup`, the child is born in that cgroup (clone3 CLONE_INTO_CGROUP).
+/// Without, clone3 is used where the kernel has it, else clone. The child gets
+/// SIGCHLD as exit signal, like a forked one.
+pub fn clone_exec(
+    namespaces: u64,
+    cgroup: Option<BorrowedFd<'_>>,
+    exec: &ChildExec,
+) -> Result<Pid, Errno> {
+    let mut args = CloneArgs {
+        flags: namespaces,
+        exit_signal: libc::SIGCHLD as u64,
+        ..CloneArgs::default()
+    };
+    if let Some(fd) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd.as_raw_fd() as u64;
+    }
+    // SAFETY: clone3 with no stack behaves like fork: the child continues on a
+    // copy of this stack and only runs `child_exec`, which makes async-signal-safe
+    // system calls on memory prepared before the call and never returns.
+    let mut ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if ret == -1 && Errno::last() == Errno::ENOSYS && cgroup.is_none() {
+        // SAFETY: as above; clone with a null stack is fork with namespace flags.
+        ret = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                namespaces | libc::SIGCHLD as u64,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        };
+    }
+    match ret {
+        -1 => Err(Errno::last()),
+        0 => child_exec(exec),
+        pid => Ok(Pid::from_raw(pid as libc::pid_t)),
+    }
+}
+
+/// The child between clone and exec: move fds in place, exec, or report.
+fn child_exec(exec: &ChildExec) -> ! {
+    for &(source, target) in &exec.dups {
+        // SAFETY: dup2 is async-signal-safe; both fds are plain integers.
+        if unsafe { libc::dup2(source, target) } == -1 {
+            child_fail(exec.error_fd, b"container child: dup2 failed: errno ");
+        }
+    }
+    // SAFETY: path, argv and envp are NUL-terminated arrays of pointers to
+    // C strings owned by `exec`, alive in this copy of the parent's memory.
+    unsafe {
+        libc::execve(
+            exec.path.as_ptr(),
+            exec.argv_ptrs.as_ptr(),
+            exec.envp_ptrs.as_ptr(),
+        )
+    };
+    child_fail(
+        exec.error_fd,
+        b"container child: exec /proc/self/exe failed: errno ",
+    );
+}
+
+/// Writes `message` and the current errno (in decimal, without allocating)
+/// to `fd`, then exits 127.
+fn child_fail(fd: RawFd, message: &[u8]) -> ! {
+    let errno = Errno::last_raw();
+    let mut digits = [0u8; 12];
+    let mut at = digits.len();
+    let mut n = errno.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // SAFETY: write and _exit are async-signal-safe; the buffers are valid.
+    unsafe {
+        libc::write(fd, message.as_ptr().cast(), message.len());
+        libc::write(fd, digits[at..].as_ptr().cast(), digits.len() - at);
+        libc::_exit(127)
+    }
+}
+
+/// Takes ownership of an fd inherited at a fixed number, if it is open.
+pub fn inherited_fd(fd: RawFd) -> Option<OwnedFd> {
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).ok()?;
+    // SAFETY: the fd is open (F_GETFD succeeded) and, by the contract between
+    // spawn and the setup process, owned by nothing else in this process.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Marks every fd from `first` up close-on-exec, so that nothing the
+/// supervisor leaked reaches the service. Best effort on kernels before 5.11.
+pub fn cloexec_from(first: RawFd) {
+    // SAFETY: close_range only changes fd flags; no memory is involved.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+}
+
+/// Brings the loopback interface of the current network namespace up.
+pub fn loopback_up() -> Result<(), Errno> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, &src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = src as c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the flags into `req`, a valid ifreq naming "lo".
+    Errno::result(unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            libc::SIOCGIFFLAGS as libc::Ioctl,
+            &mut req,
+        )
+    })?;
+    // SAFETY: the flags member of the union was just filled by the kernel.
+    unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads `req`, a valid ifreq naming "lo" with its flags.
+    Errno::result(unsafe {
+        libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as libc::Ioctl, &req)
+    })?;
+    Ok(())
+}
+
+/// Resets every signal to its default action. Ignored signals survive exec,
+/// and the supervisor's ignored SIGPIPE must not reach the service.
+pub fn default_signal_dispositions() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for signal in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
+        // SAFETY: SIG_DFL installs no handler, so no Rust code can run as one.
+        let _ = unsafe { sigaction(signal, &default) };
+    }
+}

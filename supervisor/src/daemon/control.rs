@@ -1,0 +1,208 @@
+//! The daemon's side of the control socket: the state directory lock, the
+//! listening socket with its permissions, who may talk to us, and reading one
+//! request line per connection.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use nix::sys::stat::{umask, Mode};
+use nix::unistd::{chown, Gid, Group};
+
+use crate::protocol::{self, Request, Response};
+
+/// Held for the daemon's lifetime: a second daemon on the same state_dir fails to take it.
+pub fn lock_state_dir(state_dir: &Path) -> anyhow::Result<Flock<File>> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(state_dir)
+        .with_context(|| format!("creating {}", state_dir.display()))?;
+    let path = state_dir.join(protocol::LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| match errno {
+        Errno::EWOULDBLOCK => anyhow!(
+            "another daemon is already running on {}",
+            state_dir.display()
+        ),
+        other => anyhow!("locking {}: {other}", path.display()),
+    })
+}
+
+/// The group allowed on the control socket besides root.
+pub fn control_gid(group: Option<&str>) -> anyhow::Result<Option<Gid>> {
+    let Some(name) = group else { return Ok(None) };
+    match Group::from_name(name) {
+        Ok(Some(group)) => Ok(Some(group.gid)),
+        Ok(None) => bail!("control_group {name}: no such group"),
+        Err(err) => bail!("control_group {name}: {err}"),
+    }
+}
+
+/// A directory the daemon writes and the control group may read (setgid, so
+/// files created in it belong to the group too).
+pub fn create_shared_dir(dir: &Path, gid: Option<Gid>) -> anyhow::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    if let Some(gid) = gid {
+        chown(dir, None, Some(gid)).with_context(|| format!("chown {}", dir.display()))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o2750))
+            .with_context(|| format!("chmod {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Binds state_dir/control.sock: mode 0600, or 0660 owned by the control group.
+/// Call only with the state_dir lock held (a leftover socket is replaced).
+pub fn bind(state_dir: &Path, gid: Option<Gid>) -> anyhow::Result<UnixListener> {
+    let path = protocol::socket_path(state_dir);
+    match fs::remove_file(&path) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => {
+            return Err(err).with_context(|| format!("removing stale {}", path.display()))
+        }
+        _ => {}
+    }
+    // The socket is born 0600: nobody else can connect before the chmod below.
+    let old = umask(Mode::from_bits_truncate(0o177));
+    let listener = UnixListener::bind(&path);
+    umask(old);
+    let listener = listener.with_context(|| format!("binding {}", path.display()))?;
+    set_socket_access(&path, gid)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+pub fn set_socket_access(path: &Path, gid: Option<Gid>) -> anyhow::Result<()> {
+    let mode = match gid {
+        Some(gid) => {
+            chown(path, None, Some(gid)).with_context(|| format!("chown {}", path.display()))?;
+            0o660
+        }
+        None => 0o600,
+    };
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", path.display()))
+}
+
+/// Root, or a process whose primary or supplementary groups include the control group.
+pub fn peer_allowed(stream: &UnixStream, gid: Option<Gid>) -> Result<(), String> {
+    let creds = getsockopt(stream, PeerCredentials)
+        .map_err(|err| format!("reading peer credentials: {err}"))?;
+    if creds.uid() == 0 {
+        return Ok(());
+    }
+    if let Some(gid) = gid {
+        if creds.gid() == gid.as_raw() || supplementary_groups(creds.pid()).contains(&gid.as_raw())
+        {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "permission denied: uid {} is not root{}",
+        creds.uid(),
+        match gid {
+            Some(gid) => format!(" nor in the control group (gid {gid})"),
+            None => String::new(),
+        }
+    ))
+}
+
+/// The `Groups:` line of /proc/PID/status.
+fn supplementary_groups(pid: i32) -> Vec<u32> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Groups:"))
+        .map(|groups| {
+            groups
+                .split_whitespace()
+                .filter_map(|g| g.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Requests longer than this are refused (they are a few hundred bytes).
+const MAX_REQUEST: usize = 64 * 1024;
+
+/// A client connection until its request line is complete.
+pub struct Connection {
+    pub stream: UnixStream,
+    buffer: Vec<u8>,
+}
+
+pub enum Received {
+    /// Not a whole line yet.
+    Partial,
+    Request(Request),
+    /// Closed, too long, or not a request: answered (if it can be) and dropped.
+    Invalid(String),
+}
+
+impl Connection {
+    pub fn new(stream: UnixStream) -> io::Result<Self> {
+        stream.set_nonblocking(true)?;
+        Ok(Connection {
+            stream,
+            buffer: Vec::new(),
+        })
+    }
+
+    /// Reads what is available (non-blocking).
+    pub fn read(&mut self) -> Received {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    return Received::Invalid("connection closed before a whole request".into())
+                }
+                Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Received::Invalid(format!("reading the request: {err}")),
+            }
+            if self.buffer.len() > MAX_REQUEST {
+                return Received::Invalid("request too long".into());
+            }
+        }
+        let Some(end) = self.buffer.iter().position(|&b| b == b'\n') else {
+            return Received::Partial;
+        };
+        match serde_json::from_slice(&self.buffer[..end]) {
+            Ok(request) => Received::Request(request),
+            Err(err) => Received::Invalid(format!("malformed request: {err}")),
+        }
+    }
+}
+
+/// Writes the one response line; a client that went away is not an error of ours.
+pub fn reply(stream: UnixStream, response: &Response) {
+    let mut stream = stream;
+    let sent = stream
+        .set_nonblocking(false)
+        .and_then(|()| stream.set_write_timeout(Some(Duration::from_secs(2))))
+        .and_then(|()| stream.write_all(&protocol::encode(response)));
+    if let Err(err) = sent {
+        log::debug!("answering a client: {err}");
+    }
+}
+
+/// The socket path, for removal at exit.
+pub fn socket_file(state_dir: &Path) -> PathBuf {
+    protocol::socket_path(state_dir)
+}

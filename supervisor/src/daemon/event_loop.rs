@@ -1,0 +1,314 @@
+//! The daemon's single loop: one epoll wait over the signalfd (SIGCHLD, SIGTERM,
+//! SIGINT, SIGHUP), the control socket, client connections and the services'
+//! log pipes, with the nearest restart or stop deadline as its timeout. When
+//! nothing is due it sleeps until something happens.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd::Gid;
+
+use super::control::{self, Connection, Received};
+use super::output::LogPipe;
+use super::services::Services;
+use crate::protocol::Response;
+
+const SIGNALS: u64 = 0;
+const LISTENER: u64 = 1;
+const CONNECTION: u64 = 1 << 62;
+const PIPE: u64 = 1 << 61;
+
+/// The signals the loop reads from its signalfd (blocked for normal delivery).
+pub fn handled_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for signal in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
+        set.add(signal);
+    }
+    set
+}
+
+/// A client waiting for stops or restarts to finish before it gets its answer.
+pub struct Waiter {
+    pub stream: UnixStream,
+    pub names: Vec<String>,
+    /// Answer with an error for each named service that did not end up running.
+    pub expect_running: bool,
+}
+
+pub struct Daemon {
+    epoll: Epoll,
+    signals: SignalFd,
+    listener: UnixListener,
+    pub state_dir: PathBuf,
+    /// The state_dir came from the command line, not the file.
+    pub state_dir_overridden: bool,
+    pub gid: Option<Gid>,
+    pub services: Services,
+    connections: HashMap<u64, Connection>,
+    pipes: HashMap<u64, LogPipe>,
+    pub waiters: Vec<Waiter>,
+    pub shutdown_waiters: Vec<UnixStream>,
+    pub shutting_down: bool,
+    next_token: u64,
+}
+
+impl Daemon {
+    /// `signals` must already be blocked in this thread.
+    pub fn new(
+        listener: UnixListener,
+        state_dir: PathBuf,
+        state_dir_overridden: bool,
+        gid: Option<Gid>,
+        services: Services,
+    ) -> anyhow::Result<Self> {
+        let signals = SignalFd::with_flags(
+            &handled_signals(),
+            SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+        )
+        .context("signalfd")?;
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).context("epoll_create")?;
+        epoll
+            .add(
+                signals.as_fd(),
+                EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS),
+            )
+            .context("epoll_ctl")?;
+        epoll
+            .add(
+                listener.as_fd(),
+                EpollEvent::new(EpollFlags::EPOLLIN, LISTENER),
+            )
+            .context("epoll_ctl")?;
+        Ok(Daemon {
+            epoll,
+            signals,
+            listener,
+            state_dir,
+            state_dir_overridden,
+            gid,
+            services,
+            connections: HashMap::new(),
+            pipes: HashMap::new(),
+            waiters: Vec::new(),
+            shutdown_waiters: Vec::new(),
+            shutting_down: false,
+            next_token: 0,
+        })
+    }
+
+    /// Starts the autostart services, then supervises until shutdown.
+    pub fn run(mut self) -> anyhow::Result<()> {
+        let autostart: Vec<String> = self
+            .services
+            .config
+            .start_order()
+            .into_iter()
+            .filter(|s| s.autostart)
+            .map(|s| s.name.clone())
+            .collect();
+        for name in autostart {
+            // Failures are in status and the service's log; the others still start.
+            let _ = self.services.start(&name);
+        }
+        let mut events = vec![EpollEvent::empty(); 64];
+        loop {
+            self.settle();
+            if self.shutting_down && self.services.all_down() {
+                break;
+            }
+            let timeout = self.timeout();
+            let count = match self.epoll.wait(&mut events, timeout) {
+                Ok(count) => count,
+                Err(Errno::EINTR) => continue,
+                Err(err) => return Err(err).context("epoll_wait"),
+            };
+            for event in &events[..count] {
+                self.dispatch(event.data());
+            }
+            self.services.run_timers(Instant::now());
+        }
+        self.finish();
+        Ok(())
+    }
+
+    /// After any event: stops that may now proceed, answers that are ready,
+    /// new log pipes to watch.
+    fn settle(&mut self) {
+        self.services.advance_stops();
+        self.services.drop_removed();
+        for (service, fd) in std::mem::take(&mut self.services.new_pipes) {
+            self.watch_pipe(service, fd);
+        }
+        self.answer_waiters();
+    }
+
+    /// Until the nearest deadline, rounded up to whole milliseconds; none: forever.
+    fn timeout(&self) -> EpollTimeout {
+        let Some(deadline) = self.services.next_deadline() else {
+            return EpollTimeout::NONE;
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        let millis = left.as_micros().div_ceil(1000);
+        EpollTimeout::try_from(millis).unwrap_or(EpollTimeout::MAX)
+    }
+
+    fn dispatch(&mut self, token: u64) {
+        match token {
+            SIGNALS => self.read_signals(),
+            LISTENER => self.accept(),
+            t if t & CONNECTION != 0 => self.read_connection(t),
+            t if t & PIPE != 0 => self.read_pipe(t),
+            _ => {}
+        }
+    }
+
+    fn read_signals(&mut self) {
+        loop {
+            match self.signals.read_signal() {
+                Ok(Some(info)) => match Signal::try_from(info.ssi_signo as i32) {
+                    Ok(Signal::SIGCHLD) => self.services.reap(),
+                    Ok(Signal::SIGHUP) => {
+                        if let Err(err) = self.reload() {
+                            log::error!("reload on SIGHUP: {err}");
+                        }
+                    }
+                    Ok(signal) => {
+                        log::info!("{signal}: stopping every service");
+                        self.begin_shutdown();
+                    }
+                    Err(_) => {}
+                },
+                Ok(None) => return,
+                Err(Errno::EINTR) => continue,
+                Err(err) => {
+                    log::error!("reading signals: {err}");
+                    return;
+                }
+            }
+        }
+    }
+
+    pub fn begin_shutdown(&mut self) {
+        if !self.shutting_down {
+            self.shutting_down = true;
+            self.services.stop_all();
+        }
+    }
+
+    fn token(&mut self, kind: u64) -> u64 {
+        self.next_token += 1;
+        kind | self.next_token
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let stream = match self.listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    log::warn!("accept: {err}");
+                    return;
+                }
+            };
+            if let Err(message) = control::peer_allowed(&stream, self.gid) {
+                control::reply(stream, &Response::Error { message });
+                continue;
+            }
+            let token = self.token(CONNECTION);
+            let connection = match Connection::new(stream) {
+                Ok(connection) => connection,
+                Err(err) => {
+                    log::warn!("client connection: {err}");
+                    continue;
+                }
+            };
+            if let Err(err) = self.epoll.add(
+                connection.stream.as_fd(),
+                EpollEvent::new(EpollFlags::EPOLLIN, token),
+            ) {
+                log::warn!("epoll_ctl: {err}");
+                continue;
+            }
+            self.connections.insert(token, connection);
+        }
+    }
+
+    fn read_connection(&mut self, token: u64) {
+        let Some(connection) = self.connections.get_mut(&token) else {
+            return;
+        };
+        let received = connection.read();
+        if let Received::Partial = received {
+            return;
+        }
+        let connection = self.connections.remove(&token).expect("looked up above");
+        let _ = self.epoll.delete(connection.stream.as_fd());
+        match received {
+            Received::Request(request) => self.handle(connection.stream, request),
+            Received::Invalid(message) => {
+                control::reply(connection.stream, &Response::Error { message })
+            }
+            Received::Partial => {}
+        }
+    }
+
+    fn watch_pipe(&mut self, service: String, fd: OwnedFd) {
+        if let Err(err) = fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
+        ) {
+            log::warn!("{service}: log pipe: {err}");
+        }
+        let token = self.token(PIPE);
+        if let Err(err) = self
+            .epoll
+            .add(fd.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token))
+        {
+            log::warn!("{service}: watching its log pipe: {err}");
+            return;
+        }
+        self.pipes.insert(token, LogPipe::new(service, fd));
+    }
+
+    fn read_pipe(&mut self, token: u64) {
+        let Some(pipe) = self.pipes.get_mut(&token) else {
+            return;
+        };
+        if !pipe.drain(&mut self.services.logs) {
+            let pipe = self.pipes.remove(&token).expect("looked up above");
+            let _ = self.epoll.delete(pipe.fd.as_fd());
+        }
+    }
+
+    /// Every service is down: keep what they last printed, remove the socket,
+    /// tell the clients that asked for the shutdown.
+    fn finish(&mut self) {
+        for pipe in self.pipes.values_mut() {
+            pipe.drain(&mut self.services.logs);
+        }
+        self.services.remove_cgroup_parents();
+        let socket = control::socket_file(&self.state_dir);
+        if let Err(err) = std::fs::remove_file(&socket) {
+            log::warn!("removing {}: {err}", socket.display());
+        }
+        for stream in self.shutdown_waiters.drain(..) {
+            control::reply(stream, &Response::Done);
+        }
+        log::info!("every service stopped; exiting");
+    }
+}

@@ -1,0 +1,99 @@
+//! Services' stdout and stderr: the read ends of their log pipes, and the log
+//! files the lines go to (together with the daemon's own notes about them).
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+
+use crate::logs::log_path;
+use crate::logs::writer::{LineBuffer, LogFile};
+
+/// Lines the daemon itself writes into a service's log start with this.
+pub const NOTE_PREFIX: &str = "[supervisor] ";
+
+pub struct LogFiles {
+    dir: PathBuf,
+    files: HashMap<String, LogFile>,
+}
+
+impl LogFiles {
+    pub fn new(dir: PathBuf) -> Self {
+        LogFiles {
+            dir,
+            files: HashMap::new(),
+        }
+    }
+
+    pub fn path(&self, service: &str) -> PathBuf {
+        log_path(&self.dir, service)
+    }
+
+    pub fn write(&mut self, service: &str, line: &[u8]) {
+        let dir = &self.dir;
+        let file = self
+            .files
+            .entry(service.to_string())
+            .or_insert_with(|| LogFile::new(log_path(dir, service)));
+        if let Err(err) = file.write_line(line) {
+            log::warn!("{}: {err}", file.path().display());
+        }
+    }
+
+    /// A note from the daemon about a service, in its log and in the daemon's.
+    pub fn note(&mut self, service: &str, message: &str) {
+        log::info!("{service}: {message}");
+        self.write(service, format!("{NOTE_PREFIX}{message}").as_bytes());
+    }
+
+    /// Closes a removed service's file.
+    pub fn forget(&mut self, service: &str) {
+        if let Some(mut file) = self.files.remove(service) {
+            file.close();
+        }
+    }
+}
+
+/// The daemon's end of one run's stdout+stderr pipe.
+pub struct LogPipe {
+    pub service: String,
+    pub fd: OwnedFd,
+    lines: LineBuffer,
+}
+
+impl LogPipe {
+    pub fn new(service: String, fd: OwnedFd) -> Self {
+        LogPipe {
+            service,
+            fd,
+            lines: LineBuffer::default(),
+        }
+    }
+
+    /// Reads what is available (the fd is non-blocking) into the log. Returns
+    /// false at end of stream, when every writer has gone.
+    pub fn drain(&mut self, logs: &mut LogFiles) -> bool {
+        let mut chunk = [0u8; 16 * 1024];
+        // A bounded number of reads per wakeup, so one chatty service cannot
+        // starve the rest of the loop (epoll is level-triggered: we come back).
+        for _ in 0..8 {
+            match nix::unistd::read(self.fd.as_raw_fd(), &mut chunk) {
+                Ok(0) => {
+                    self.lines.finish(|line| logs.write(&self.service, line));
+                    return false;
+                }
+                Ok(n) => self
+                    .lines
+                    .feed(&chunk[..n], |line| logs.write(&self.service, line)),
+                Err(Errno::EAGAIN) => return true,
+                Err(Errno::EINTR) => continue,
+                Err(err) => {
+                    log::warn!("{}: reading its output: {err}", self.service);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
