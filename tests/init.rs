@@ -138,26 +138,46 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if matches!(self.process.try_wait(), Ok(None)) {
-            let mut tree = vec![self.process.id() as i32];
-            let mut next = 0;
-            while let Some(&pid) = tree.get(next) {
-                let children = format!("/proc/{pid}/task/{pid}/children");
-                let children = std::fs::read_to_string(children).unwrap_or_default();
-                tree.extend(
-                    children
-                        .split_whitespace()
-                        .filter_map(|p| p.parse::<i32>().ok()),
-                );
-                next += 1;
-            }
-            for pid in tree {
-                // SAFETY: kill takes plain numbers; these are our own processes.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-            let _ = self.process.wait();
+        kill_tree(&mut self.process);
+    }
+}
+
+/// Kills `process` and all its descendants unless it has exited already:
+/// cleanup after a failed test.
+fn kill_tree(process: &mut Child) {
+    if !matches!(process.try_wait(), Ok(None)) {
+        return;
+    }
+    let mut tree = vec![process.id() as i32];
+    let mut next = 0;
+    while let Some(&pid) = tree.get(next) {
+        let children = format!("/proc/{pid}/task/{pid}/children");
+        let children = std::fs::read_to_string(children).unwrap_or_default();
+        tree.extend(
+            children
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok()),
+        );
+        next += 1;
+    }
+    for pid in tree {
+        // SAFETY: kill takes plain numbers; these are our own processes.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let _ = process.wait();
+}
+
+/// Runs `test` with `process`, which is killed with its descendants if the
+/// test fails.
+fn with_process<T>(process: Child, test: impl FnOnce(&mut Child) -> T) -> T {
+    struct Guard(Child);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            kill_tree(&mut self.0);
         }
     }
+    let mut guard = Guard(process);
+    test(&mut guard.0)
 }
 
 /// Process state letter from /proc/PID/stat.
@@ -796,27 +816,29 @@ fn interactive_shell_job_control_works_through_init() {
             Ok(())
         });
     }
-    let mut shell = cmd.spawn().expect("bash is needed for this test");
+    let shell = cmd.spawn().expect("bash is needed for this test");
     drop(cmd);
     drop(pty.slave);
     let mut term = Terminal::new(pty.master);
-    term.await_foreground("bash");
-    term.type_in("\"$INIT\" -- cat\n");
-    term.await_foreground("cat");
-    term.type_in("hello\n");
-    term.expect("hello", 2); // the terminal's echo, then cat's
-    term.type_in("\x1a"); // ^Z: cat stops, init follows, bash gets the job back
-    term.expect("Stopped", 1);
-    term.await_foreground("bash");
-    term.type_in("fg\n");
-    term.await_foreground("cat");
-    term.type_in("again\n");
-    term.expect("again", 2);
-    term.type_in("\x04"); // ^D: cat, then init, exit
-    term.await_foreground("bash");
-    term.type_in("echo \"RC=[$?]\"\n");
-    term.expect("RC=[0]", 1);
-    term.type_in("exit\n");
-    let status = shell.wait().expect("waiting for bash");
+    let status = with_process(shell, |shell| {
+        term.await_foreground("bash");
+        term.type_in("\"$INIT\" -- cat\n");
+        term.await_foreground("cat");
+        term.type_in("hello\n");
+        term.expect("hello", 2); // the terminal's echo, then cat's
+        term.type_in("\x1a"); // ^Z: cat stops, init follows, bash gets the job back
+        term.expect("Stopped", 1);
+        term.await_foreground("bash");
+        term.type_in("fg\n");
+        term.await_foreground("cat");
+        term.type_in("again\n");
+        term.expect("again", 2);
+        term.type_in("\x04"); // ^D: cat, then init, exit
+        term.await_foreground("bash");
+        term.type_in("echo \"RC=[$?]\"\n");
+        term.expect("RC=[0]", 1);
+        term.type_in("exit\n");
+        shell.wait().expect("waiting for bash")
+    });
     assert!(status.success(), "{status:?}");
 }

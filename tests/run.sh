@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The project's test command (README): builds the workspace, runs every test as root on
-# this host, then runs the cgroup-facing tests again on a pure cgroup v2 kernel in a VM
-# (../shared/vm/run-in-v2-vm.sh), since this host's layout is hybrid.
+# The project's test command (README). Builds the workspace and runs every test as
+# root on this host, then runs the cgroup-facing tests on the two other cgroup layouts:
+# pure v1 (this host's v1 hierarchies, with the cgroup2 mount taken away in a private
+# mount namespace) and pure v2 (a VM booted with ../shared/vm/run-in-v2-vm.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -14,24 +15,40 @@ fi
 cargo build --workspace
 cargo test --workspace
 
-# Pure cgroup v2: the same test binaries, built above, run inside the VM.
-vm=$root/../shared/vm/run-in-v2-vm.sh
-if [ ! -x "$vm" ]; then
-    echo "tests/run.sh: $vm is missing: cannot run the cgroup v2 tests" >&2
-    exit 1
-fi
-v2_tests=(cgroups run supervisor)
+# The cgroup, freeze and lifecycle tests, as built above.
+layout_tests=(cgroups run supervisor)
 bins=()
-for t in "${v2_tests[@]}"; do
+for t in "${layout_tests[@]}"; do
     bin=$(cargo test -p integration-tests --test "$t" --no-run --message-format=json 2>/dev/null |
         sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
     [ -n "$bin" ] || { echo "tests/run.sh: no test binary for $t" >&2; exit 1; }
     bins+=("$bin")
 done
+
+# Pure v1: only where this host has v1 controllers (hybrid or v1).
+if grep -q ' - cgroup cgroup ' /proc/self/mountinfo; then
+    for b in "${bins[@]}"; do
+        echo "== pure cgroup v1 (cgroup2 unmounted in a private mount namespace): $(basename "$b")"
+        unshare --mount --propagation private sh -c \
+            'for m in $(findmnt -n -t cgroup2 -o TARGET); do umount "$m"; done; exec "$0"' "$b"
+    done
+else
+    echo "tests/run.sh: this host has no cgroup v1 hierarchy: cannot run the pure v1 layout" >&2
+    exit 1
+fi
+
+# Pure v2: the same test binaries, run inside the VM.
+vm=$root/../shared/vm/run-in-v2-vm.sh
+if [ ! -x "$vm" ]; then
+    echo "tests/run.sh: $vm is missing: cannot run the pure cgroup v2 layout" >&2
+    exit 1
+fi
 script=$root/target/v2-tests.sh
 {
     echo 'set -e'
-    for b in "${bins[@]}"; do echo "echo '== pure cgroup v2: $(basename "$b")'; $b --test-threads=1"; done
+    for b in "${bins[@]}"; do
+        echo "echo '== pure cgroup v2 (VM): $(basename "$b")'; $b --test-threads=2"
+    done
 } >"$script"
-echo "== running ${v2_tests[*]} in a pure cgroup v2 VM"
+echo "== booting a pure cgroup v2 VM for: ${layout_tests[*]}"
 VM_TIMEOUT=${VM_TIMEOUT:-2400} "$vm" "$root" -- sh "$script"

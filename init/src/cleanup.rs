@@ -15,9 +15,10 @@ pub fn terminate_rest(signals: &SignalWait, grace: Duration, pid1: bool) {
         return;
     }
     info!("main child gone: sending SIGTERM to the remaining processes");
-    signal_rest(pid1, libc::SIGTERM);
-    // A stopped process would sit on its SIGTERM until the SIGKILL.
-    signal_rest(pid1, libc::SIGCONT);
+    // A stopped process would sit on its SIGTERM until the SIGKILL: wake it.
+    if signal_rest(pid1, libc::SIGTERM) {
+        signal_rest(pid1, libc::SIGCONT);
+    }
     let deadline = sys::now() + grace;
     while reap(None, false).children_left {
         if signals.wait_until(deadline).is_none() {
@@ -32,7 +33,9 @@ pub fn terminate_rest(signals: &SignalWait, grace: Duration, pid1: bool) {
 /// a process forked before the signal reached it.
 fn kill_rest(signals: &SignalWait, pid1: bool) {
     loop {
-        signal_rest(pid1, libc::SIGKILL);
+        if !signal_rest(pid1, libc::SIGKILL) {
+            return; // nothing we can do: leave them to the real init
+        }
         if !reap(None, false).children_left {
             return;
         }
@@ -40,19 +43,20 @@ fn kill_rest(signals: &SignalWait, pid1: bool) {
     }
 }
 
-fn signal_rest(pid1: bool, signal: i32) {
+/// Sends `signal` to the rest; false if we cannot tell who they are.
+fn signal_rest(pid1: bool, signal: i32) -> bool {
     if pid1 {
         let _ = sys::kill(-1, signal);
-        return;
+        return true;
     }
-    match descendants(sys::getpid()) {
-        Some(pids) => {
-            for pid in pids {
-                let _ = sys::kill(pid, signal);
-            }
-        }
-        None => warn!("cannot list the remaining processes without /proc"),
+    let Some(pids) = descendants(sys::getpid()) else {
+        warn!("cannot list the remaining processes without /proc");
+        return false;
+    };
+    for pid in pids {
+        let _ = sys::kill(pid, signal);
     }
+    true
 }
 
 /// Live processes below `root`, from the parent links in /proc.

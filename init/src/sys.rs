@@ -15,6 +15,12 @@ use alloc::ffi::CString;
 #[link(name = "c")]
 extern "C" {}
 
+// Static glibc (the fallback target) also wants libgcc's unwinder, which
+// std would bring along.
+#[cfg(all(target_env = "gnu", panic = "abort"))]
+#[link(name = "gcc_eh")]
+extern "C" {}
+
 /// malloc/free from the C library serve the `alloc` crate.
 struct Malloc;
 
@@ -70,8 +76,9 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
 }
 
 /// The precompiled core and alloc contain unwinding landing pads; with
-/// panic = "abort" they are never entered, but the linker wants the symbols.
-#[cfg(all(panic = "abort", not(test)))]
+/// panic = "abort" they are never entered, but the linker wants the symbols
+/// (glibc's libgcc_eh has this one).
+#[cfg(all(panic = "abort", not(test), not(target_env = "gnu")))]
 #[no_mangle]
 extern "C" fn _Unwind_Resume() -> ! {
     // SAFETY: abort has no preconditions.
