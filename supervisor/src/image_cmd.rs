@@ -87,7 +87,10 @@ impl<'a> ProgressLine<'a> {
         let (key, text) = match progress.total {
             Some(total) if total > 0 => {
                 let percent = progress.done.saturating_mul(100) / total;
-                (percent, format!("{percent:3}% of {}", crate::human::bytes(total)))
+                (
+                    percent,
+                    format!("{percent:3}% of {}", crate::human::bytes(total)),
+                )
             }
             _ => (progress.done >> 20, crate::human::bytes(progress.done)),
         };

@@ -36,7 +36,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check(arg) => check::run(&arg.config),
         Command::Daemon(arg) => daemon::run(&arg.config, state_dir),
-        Command::Run { config, name, command } => container::run_foreground(&config.config, &name, command),
+        Command::Run {
+            config,
+            name,
+            command,
+        } => container::run_foreground(&config.config, &name, command),
         Command::ContainerSetup => container::setup_main(),
         Command::Image(cmd) => image_cmd::run(cmd),
         other => client::run(other, state_dir),

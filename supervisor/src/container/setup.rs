@@ -51,7 +51,9 @@ fn setup() -> anyhow::Result<std::convert::Infallible> {
     } else {
         // A session of its own, as runc gives a detached container: a Ctrl-C
         // meant for a foreground daemon must not reach every service at once.
-        nix::unistd::setsid().map_err(os).context("start a new session")?;
+        nix::unistd::setsid()
+            .map_err(os)
+            .context("start a new session")?;
     }
     reset_signals();
     if let Some(rootfs) = &spec.rootfs {
