@@ -76,10 +76,13 @@ struct Pipes {
     spec_write: File,
     error_read: File,
     sync_write: File,
+    /// With a user namespace: the child waits on the read end (the last of
+    /// `child_ends`) until the id maps are written.
+    maps_written: Option<File>,
     child_ends: Vec<OwnedFd>,
 }
 
-fn pipes(stdio: &Stdio) -> Result<(Pipes, Vec<(i32, i32)>), SpawnError> {
+fn pipes(stdio: &Stdio, user_namespace: bool) -> Result<(Pipes, Vec<(i32, i32)>), SpawnError> {
     let pipe = || pipe2(OFlag::O_CLOEXEC).map_err(sys_error("create a pipe"));
     let high = |fd: &OwnedFd| sys::high_fd(fd.as_fd()).map_err(sys_error("duplicate a pipe fd"));
     let (spec_read, spec_write) = pipe()?;
@@ -99,10 +102,18 @@ fn pipes(stdio: &Stdio) -> Result<(Pipes, Vec<(i32, i32)>), SpawnError> {
         .map(|fd| fd.as_raw_fd())
         .zip(targets)
         .collect();
+    let maps_written = if user_namespace {
+        let (read, write) = pipe()?;
+        child_ends.push(high(&read)?);
+        Some(File::from(write))
+    } else {
+        None
+    };
     let pipes = Pipes {
         spec_write: File::from(spec_write),
         error_read: File::from(error_read),
         sync_write: File::from(sync_write),
+        maps_written,
         child_ends,
     };
     Ok((pipes, dups))
@@ -115,8 +126,8 @@ fn start(req: &SpawnRequest, spec: &SetupSpec, container: &Container) -> Result<
     cgroup.create(&resources(&req.service.limits))?;
     let spec_json = serde_json::to_vec(spec)
         .map_err(|err| SpawnError::Setup(format!("encode setup spec: {err}")))?;
-    let (pipes, dups) = pipes(&req.stdio)?;
-    let exec = ChildExec::new(
+    let (pipes, dups) = pipes(&req.stdio, req.service.namespaces.user)?;
+    let mut exec = ChildExec::new(
         CString::new("/proc/self/exe").expect("no NUL"),
         vec![
             CString::new("supervisor").expect("no NUL"),
@@ -125,6 +136,10 @@ fn start(req: &SpawnRequest, spec: &SetupSpec, container: &Container) -> Result<
         dups,
         ERROR_FD,
     );
+    if pipes.maps_written.is_some() {
+        let read_end = pipes.child_ends.last().expect("pushed with maps_written");
+        exec = exec.wait_before_exec(read_end.as_raw_fd());
+    }
     let clone_into = cgroup.clone_into_fd();
     let pid = sys::clone_exec(
         clone_flags(&req.service.namespaces).bits() as u64,
@@ -136,16 +151,15 @@ fn start(req: &SpawnRequest, spec: &SetupSpec, container: &Container) -> Result<
         spec_write,
         mut error_read,
         sync_write,
+        maps_written,
         child_ends,
     } = pipes;
     drop(child_ends);
     let released = release(
-        req,
         pid,
         clone_into.is_some(),
         &spec_json,
-        spec_write,
-        sync_write,
+        (spec_write, sync_write, maps_written),
         cgroup.as_ref(),
     );
     // The child's message, if any, explains a failure better than ours (a
@@ -167,16 +181,17 @@ fn start(req: &SpawnRequest, spec: &SetupSpec, container: &Container) -> Result<
 /// Sends the spec, maps users, joins the child to its cgroup (overlapped with
 /// its setup) and releases it.
 fn release(
-    req: &SpawnRequest,
     pid: Pid,
     born_in_cgroup: bool,
     spec_json: &[u8],
-    mut spec_write: File,
-    mut sync_write: File,
+    (mut spec_write, mut sync_write, maps_written): (File, File, Option<File>),
     cgroup: &dyn cgroups::Cgroup,
 ) -> Result<(), SpawnError> {
-    if req.service.namespaces.user {
+    if let Some(mut maps_written) = maps_written {
         map_users(pid)?;
+        maps_written
+            .write_all(&[RELEASE])
+            .map_err(io_error("release the container to exec"))?;
     }
     spec_write
         .write_all(spec_json)

@@ -42,6 +42,9 @@ pub struct ChildExec {
     dups: Vec<(RawFd, RawFd)>,
     /// Where an exec failure is reported (a target of `dups`).
     error_fd: RawFd,
+    /// Read one byte from this fd before exec: in a new user namespace, the
+    /// parent must write the id maps first, or exec drops every capability.
+    wait_fd: Option<RawFd>,
 }
 
 /// Child-side fds are moved to at least this number before clone, above every
@@ -69,7 +72,15 @@ impl ChildExec {
             envp_ptrs,
             dups,
             error_fd,
+            wait_fd: None,
         }
+    }
+
+    /// Makes the child wait for a byte on `fd` (`>= MIN_SOURCE_FD`) before exec.
+    pub fn wait_before_exec(mut self, fd: RawFd) -> ChildExec {
+        debug_assert!(fd >= MIN_SOURCE_FD);
+        self.wait_fd = Some(fd);
+        self
     }
 }
 
@@ -137,6 +148,13 @@ fn child_exec(exec: &ChildExec) -> ! {
         // SAFETY: dup2 is async-signal-safe; both fds are plain integers.
         if unsafe { libc::dup2(source, target) } == -1 {
             child_fail(exec.error_fd, b"container child: dup2 failed: errno ");
+        }
+    }
+    if let Some(fd) = exec.wait_fd {
+        let mut byte = 0u8;
+        // SAFETY: read is async-signal-safe; the buffer is a valid local byte.
+        if unsafe { libc::read(fd, (&mut byte as *mut u8).cast(), 1) } != 1 {
+            child_fail(exec.error_fd, b"container child: no user mapping: errno ");
         }
     }
     // SAFETY: path, argv and envp are NUL-terminated arrays of pointers to
