@@ -483,3 +483,25 @@ fn cgroup_and_user_namespaces_when_configured() {
         assert_ne!(Path::new(inside), host, "{ns} namespace is the host's");
     }
 }
+
+/// Images need neither a shell nor an init of their own: an argv command runs
+/// in a root filesystem that holds one static binary, under our init.
+#[test]
+fn an_image_without_a_shell_runs_an_argv_command() {
+    let fx = Fixture::new();
+    let bare = fx.dir.path().join("bare");
+    std::fs::create_dir_all(bare.join("bin")).expect("mkdir bare/bin");
+    std::fs::copy(fx.rootfs().join("bin/busybox"), bare.join("bin/busybox")).expect("copy busybox");
+    let config = fx.config(&format!(
+        "  bare:\n    image: {}\n    command: [\"/bin/busybox\", \"cat\", \"/proc/1/cmdline\"]\n",
+        bare.display()
+    ));
+    let output = fx.run(&config, "bare", &[]);
+    assert!(output.status.success(), "stderr: {}", stderr(&output));
+    assert!(!bare.join("bin/sh").exists());
+    let cmdline = stdout(&output).replace('\0', " ");
+    assert!(
+        cmdline.starts_with("/dev/init -- /bin/busybox cat"),
+        "PID 1 is not our init: {cmdline:?}"
+    );
+}

@@ -12,6 +12,7 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
+bash tests/deps.sh
 cargo build --workspace
 cargo test --workspace
 

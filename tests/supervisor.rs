@@ -438,6 +438,97 @@ fn a_killed_service_restarts_after_a_backoff() {
     f.shutdown();
 }
 
+/// The service's cgroup directories, in every hierarchy it has one, with their
+/// inode numbers (a group created again gets a new one); `pid` must be in each.
+fn cgroup_dirs_with(pid: i32, cgroup: &str) -> Vec<(PathBuf, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let dirs: Vec<(PathBuf, u64)> = hierarchies()
+        .into_iter()
+        .map(|root| root.join(cgroup))
+        .filter_map(|dir| {
+            let ino = fs::metadata(&dir).ok()?.ino();
+            Some((dir, ino))
+        })
+        .collect();
+    assert!(!dirs.is_empty(), "no cgroup {cgroup} in any hierarchy");
+    for (dir, _) in &dirs {
+        let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap();
+        assert!(
+            procs.lines().any(|p| p == pid.to_string()),
+            "{pid} not in {}: {procs:?}",
+            dir.display()
+        );
+    }
+    dirs
+}
+
+/// Kills the service's command and waits until it is back, restarted by its policy.
+fn crash_and_wait_restart(f: &Fixture, name: &str, restarts: u64) -> i32 {
+    kill(Pid::from_raw(main_child(f.pid(name))), Signal::SIGKILL).unwrap();
+    let svc = f.wait_for(name, "restarted", |s| {
+        s["restarts"] == restarts && s["state"] == "running"
+    });
+    svc["pid"].as_i64().unwrap() as i32
+}
+
+#[test]
+fn a_restart_starts_in_the_same_cgroup_and_a_stop_in_backoff_removes_it() {
+    let service = |pids: u32, delay: &str| {
+        format!(
+            "  worker:
+    image: ROOTFS
+    command: exec sleep 1000
+    restart: always
+    restart_delay: {delay}
+    limits: {{memory: 64M, pids: {pids}}}
+"
+        )
+    };
+    let mut f = Fixture::new(&service(50, "2s"));
+    f.start_daemon();
+    let pid = f.pid("worker");
+    let cgroup = f.service("worker")["cgroup"].as_str().unwrap().to_string();
+    let first = cgroup_dirs_with(pid, &cgroup);
+
+    // An automatic restart: the same directories, not removed and made again.
+    let pid = crash_and_wait_restart(&f, "worker", 1);
+    assert_eq!(
+        cgroup_dirs_with(pid, &cgroup),
+        first,
+        "the restart made a new cgroup"
+    );
+    assert_eq!(limit_file(pid, "pids", "pids.max", "pids.max").trim(), "50");
+    assert!(f.log("worker").contains("restarting in 2.0s"));
+
+    // A reload that changes the limits during the backoff: a new group.
+    kill(Pid::from_raw(main_child(pid)), Signal::SIGKILL).unwrap();
+    f.wait_state("worker", "backoff");
+    // (A longer delay leaves time to stop it during the next backoff.)
+    f.write_config(&service(60, "5s"));
+    f.ok(&["reload"]);
+    let pid = f.wait_for("worker", "restarted", |s| {
+        s["restarts"] == 2 && s["state"] == "running"
+    })["pid"]
+        .as_i64()
+        .unwrap() as i32;
+    let second = cgroup_dirs_with(pid, &cgroup);
+    for ((dir, old), (_, new)) in first.iter().zip(&second) {
+        assert_ne!(old, new, "{} kept across a change of limits", dir.display());
+    }
+    assert_eq!(limit_file(pid, "pids", "pids.max", "pids.max").trim(), "60");
+
+    // A stop during the backoff removes the group kept for the restart.
+    kill(Pid::from_raw(main_child(pid)), Signal::SIGKILL).unwrap();
+    f.wait_state("worker", "backoff");
+    f.ok(&["stop", "worker"]);
+    assert_eq!(f.service("worker")["state"], "stopped");
+    assert!(f.log("worker").contains("pending restart cancelled"));
+    for (dir, _) in &second {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+    f.shutdown();
+}
+
 #[test]
 fn stop_leaves_no_process_cgroup_or_mount() {
     let mut f = Fixture::new(
@@ -755,6 +846,42 @@ fn freeze_thaw_and_stop(mut f: Fixture) {
     }
     for root in hierarchies() {
         assert!(!root.join(&cgroup).exists());
+    }
+    f.shutdown();
+}
+
+/// Freeze and thaw reach every process of a big service, and stopping it
+/// frozen leaves none behind.
+#[test]
+fn freeze_and_thaw_a_service_with_1000_processes() {
+    let mut f = Fixture::new(
+        "  many:
+    image: ROOTFS
+    command: i=0; while [ $i -lt 1000 ]; do sleep 1000 & i=$((i+1)); done; wait
+    limits: {pids: 1100}
+",
+    );
+    f.start_daemon();
+    // init, sh and 1,000 sleeps; starting them is slow under emulation.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while f.service("many")["pids_current"].as_u64().unwrap_or(0) < 1002 {
+        assert!(Instant::now() < deadline, "{}", f.service("many"));
+        sleep(Duration::from_millis(200));
+    }
+    let pid = f.pid("many");
+    f.ok(&["freeze", "many"]);
+    let svc = f.service("many");
+    assert_eq!(svc["state"], "frozen");
+    assert_eq!(svc["pids_current"], 1002);
+    f.ok(&["thaw", "many"]);
+    assert_eq!(f.service("many")["state"], "running");
+    f.ok(&["freeze", "many"]);
+    let kids = children(main_child(pid));
+    assert_eq!(kids.len(), 1000, "sleeps of the service's shell");
+    f.ok(&["stop", "many"]);
+    assert_eq!(f.service("many")["state"], "stopped");
+    for p in std::iter::once(pid).chain(kids) {
+        assert!(!alive(p), "pid {p} survived stopping a frozen service");
     }
     f.shutdown();
 }

@@ -59,15 +59,37 @@ impl Container {
     /// removes the writable layer unless the service persists, releases the
     /// image. Every step is tried; the first error is returned.
     pub fn teardown(self) -> Result<(), SpawnError> {
+        let (cgroup, released) = self.release();
+        let destroyed = cgroup.destroy().map_err(SpawnError::from);
+        released.and(destroyed)
+    }
+
+    /// `teardown` for a restart: the cgroup is emptied but kept, and returned
+    /// for the next run (`SpawnRequest::cgroup`), which then starts in it
+    /// without creating it again. On error it is removed as `teardown` would.
+    pub fn teardown_keeping_cgroup(self) -> Result<Box<dyn cgroups::Cgroup>, SpawnError> {
+        let (cgroup, released) = self.release();
+        match released {
+            Ok(()) => Ok(cgroup),
+            Err(err) => {
+                // Best effort: the error that stopped the reuse is the one to report.
+                let _ = cgroup.destroy();
+                Err(err)
+            }
+        }
+    }
+
+    /// Everything of `teardown` but removing the cgroup, which is returned empty
+    /// unless the error says otherwise.
+    fn release(self) -> (Box<dyn cgroups::Cgroup>, Result<(), SpawnError>) {
         // Usually the group emptied with its PID 1; killing is then not needed.
         let empty = self.cgroup.procs().is_ok_and(|procs| procs.is_empty());
         let killed = if empty { Ok(()) } else { self.kill_all() };
-        let destroyed = self.cgroup.destroy().map_err(SpawnError::from);
         let removed = match &self.layer_to_remove {
             Some(layer) => remove_layer(layer),
             None => Ok(()),
         };
-        killed.and(destroyed).and(removed)
+        (self.cgroup, killed.and(removed))
     }
 }
 

@@ -61,6 +61,7 @@ pub fn run_foreground(
         service,
         command: (!command.is_empty()).then_some(command),
         stdio: Stdio::Inherit,
+        cgroup: None,
     };
     let outcome = run_container(request, &signals);
     terminal.restore();

@@ -39,17 +39,35 @@ pub struct SpawnRequest<'a> {
     /// Replaces the service's command.
     pub command: Option<Vec<OsString>>,
     pub stdio: Stdio,
+    /// The service's emptied cgroup, kept from its previous run
+    /// (`Container::teardown_keeping_cgroup`): the child starts in it as it is,
+    /// without creating it or applying limits again. Removed if the start fails.
+    pub cgroup: Option<Box<dyn cgroups::Cgroup>>,
 }
 
 /// Starts `req.service` and returns once its init runs (Ok) or its setup
 /// failed (Err, with the failed child already reaped and everything removed).
-pub fn spawn(req: SpawnRequest) -> Result<Container, SpawnError> {
-    let prepared = prepare(&req)?;
-    let cgroup = cgroups::open(
-        driver(req.config.cgroup_driver),
-        &req.config.cgroup_parent,
-        &req.service.name,
-    )?;
+pub fn spawn(mut req: SpawnRequest) -> Result<Container, SpawnError> {
+    let kept = req.cgroup.take();
+    let prepared = match prepare(&req) {
+        Ok(prepared) => prepared,
+        Err(err) => {
+            if let Some(cgroup) = kept {
+                // Best effort: the error that stopped the start is the one to report.
+                let _ = cgroup.destroy();
+            }
+            return Err(err);
+        }
+    };
+    let create = kept.is_none();
+    let cgroup = match kept {
+        Some(cgroup) => cgroup,
+        None => cgroups::open(
+            driver(req.config.cgroup_driver),
+            &req.config.cgroup_parent,
+            &req.service.name,
+        )?,
+    };
     if !cgroup.procs().unwrap_or_default().is_empty() {
         return Err(SpawnError::Busy(cgroup.path().to_string()));
     }
@@ -60,7 +78,7 @@ pub fn spawn(req: SpawnRequest) -> Result<Container, SpawnError> {
         layer_to_remove: prepared.layer.clone().filter(|_| !req.service.persist),
         _lease: prepared.lease,
     };
-    match start(&req, &prepared.spec, &container) {
+    match start(&req, &prepared.spec, &container, create) {
         Ok(pid) => Ok(Container { pid, ..container }),
         Err(err) => {
             // Best effort: the error that stopped the start is the one to report.
@@ -119,11 +137,19 @@ fn pipes(stdio: &Stdio, user_namespace: bool) -> Result<(Pipes, Vec<(i32, i32)>)
     Ok((pipes, dups))
 }
 
-/// Creates the cgroup, clones the child and drives it to exec. On error the
-/// child (if any) has been killed and reaped; the caller tears down the rest.
-fn start(req: &SpawnRequest, spec: &SetupSpec, container: &Container) -> Result<Pid, SpawnError> {
+/// Creates the cgroup (unless kept from the previous run), clones the child
+/// and drives it to exec. On error the child (if any) has been killed and
+/// reaped; the caller tears down the rest.
+fn start(
+    req: &SpawnRequest,
+    spec: &SetupSpec,
+    container: &Container,
+    create_cgroup: bool,
+) -> Result<Pid, SpawnError> {
     let cgroup = &container.cgroup;
-    cgroup.create(&resources(&req.service.limits))?;
+    if create_cgroup {
+        cgroup.create(&resources(&req.service.limits))?;
+    }
     let spec_json = serde_json::to_vec(spec)
         .map_err(|err| SpawnError::Setup(format!("encode setup spec: {err}")))?;
     let (pipes, dups) = pipes(&req.stdio, req.service.namespaces.user)?;

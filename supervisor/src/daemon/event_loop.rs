@@ -180,7 +180,12 @@ impl Daemon {
         loop {
             match self.signals.read_signal() {
                 Ok(Some(info)) => match Signal::try_from(info.ssi_signo as i32) {
-                    Ok(Signal::SIGCHLD) => self.services.reap(),
+                    Ok(Signal::SIGCHLD) => {
+                        // What a service printed before it exited goes into
+                        // its log ahead of the exit line.
+                        self.drain_pipes();
+                        self.services.reap()
+                    }
                     Ok(Signal::SIGHUP) => {
                         if let Err(err) = self.reload() {
                             log::error!("reload on SIGHUP: {err}");
@@ -295,12 +300,18 @@ impl Daemon {
         }
     }
 
+    /// Reads what every log pipe holds now; forgets the pipes at end of stream.
+    fn drain_pipes(&mut self) {
+        let tokens: Vec<u64> = self.pipes.keys().copied().collect();
+        for token in tokens {
+            self.read_pipe(token);
+        }
+    }
+
     /// Every service is down: keep what they last printed, remove the socket,
     /// tell the clients that asked for the shutdown.
     fn finish(&mut self) {
-        for pipe in self.pipes.values_mut() {
-            pipe.drain(&mut self.services.logs);
-        }
+        self.drain_pipes();
         self.services.remove_cgroup_parents();
         let socket = control::socket_file(&self.state_dir);
         if let Err(err) = std::fs::remove_file(&socket) {

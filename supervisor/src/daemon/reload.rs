@@ -36,6 +36,8 @@ impl Services {
                     self.request_stop(idx, false);
                 }
                 Some(service) if shared_changed || service != self.list[idx].service => {
+                    // A pending restart needs a group with the new limits (or parent).
+                    self.discard_kept_cgroup(idx);
                     let svc = &mut self.list[idx];
                     svc.service = service;
                     svc.delay = svc.service.restart_delay;

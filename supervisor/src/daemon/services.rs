@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
-use config::{CgroupDriver, Config, RestartPolicy};
+use config::{CgroupDriver, Config};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -132,22 +132,28 @@ impl Services {
         }
     }
 
-    /// Spawns one run of the service. A failure to set it up counts as a failed
-    /// run: backoff if its policy restarts it, else failed.
+    /// Spawns one run of the service, in the cgroup its last run left if it
+    /// kept one. A failure to set it up counts as a failed run: backoff if its
+    /// policy restarts it, else failed.
     fn launch(&mut self, idx: usize) -> Result<(), String> {
         let name = self.list[idx].name().to_string();
         let spawned = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
             Ok((read, write)) => {
+                let cgroup = self.list[idx].take_kept_cgroup();
                 let spawned = container::spawn(SpawnRequest {
                     config: &self.config,
                     service: &self.list[idx].service,
                     command: None,
                     stdio: Stdio::Log(write),
+                    cgroup,
                 });
                 self.new_pipes.push((name.clone(), read));
                 spawned.map_err(|err| err.to_string())
             }
-            Err(err) => Err(format!("creating its log pipe: {err}")),
+            Err(err) => {
+                self.discard_kept_cgroup(idx);
+                Err(format!("creating its log pipe: {err}"))
+            }
         };
         let svc = &mut self.list[idx];
         match spawned {
@@ -167,7 +173,11 @@ impl Services {
                 svc.error = Some(err.clone());
                 svc.exit_code = None;
                 self.logs.note(&name, &format!("failed to start: {err}"));
-                self.after_failure(idx, true);
+                if svc.restarts_after(true) {
+                    self.back_off(idx, None);
+                } else {
+                    svc.phase = Phase::Ended { failed: true };
+                }
                 Err(err)
             }
         }
@@ -181,6 +191,8 @@ impl Services {
         match &svc.phase {
             Phase::Up(_) => svc.stop_wanted = true,
             Phase::Backoff { .. } => {
+                self.discard_kept_cgroup(idx);
+                let svc = &mut self.list[idx];
                 svc.phase = Phase::Stopped;
                 let name = svc.name().to_string();
                 self.logs.note(&name, "pending restart cancelled");
@@ -290,47 +302,61 @@ impl Services {
         svc.exit_code = Some(code);
         let name = svc.name().to_string();
         let ran = running.since.elapsed();
-        let frozen = running.frozen;
+        let failed = code != 0;
+        // Killed from outside while frozen: not a crash of the service itself.
+        let restart = !running.frozen && svc.restarts_after(failed);
         self.logs.note(
             &name,
             &format!("exited with status {code} after {:.1}s", ran.as_secs_f64()),
         );
-        if let Err(err) = running.container.teardown() {
+        // A restart starts in the same cgroup: emptied, but not removed and created again.
+        let cleaned = if restart {
+            running.container.teardown_keeping_cgroup().map(Some)
+        } else {
+            running.container.teardown().map(|()| None)
+        };
+        let kept = cleaned.unwrap_or_else(|err| {
             self.logs.note(&name, &format!("cleanup: {err}"));
-        }
+            None
+        });
         let svc = &mut self.list[idx];
         if svc.stop_wanted {
             self.finish_stop(idx);
-        } else if frozen {
-            // Killed from outside while frozen: not a crash of the service itself.
-            svc.phase = Phase::Ended { failed: code != 0 };
-        } else {
+        } else if restart {
             if ran >= RESET_BACKOFF_AFTER {
                 svc.delay = svc.service.restart_delay;
             }
-            self.after_failure(idx, code != 0);
+            self.back_off(idx, kept);
+        } else {
+            svc.phase = Phase::Ended { failed };
         }
     }
 
-    /// After a run ended by itself (or failed to start): restart later, or stay down.
-    fn after_failure(&mut self, idx: usize, failed: bool) {
+    /// Waits the service's current restart delay before its next run, which
+    /// starts in `cgroup` if the last run's group was kept.
+    fn back_off(&mut self, idx: usize, cgroup: Option<Box<dyn cgroups::Cgroup>>) {
         let svc = &mut self.list[idx];
-        let restart = match svc.service.restart {
-            RestartPolicy::Always => true,
-            RestartPolicy::OnFailure => failed,
-            RestartPolicy::Never => false,
-        };
-        if !restart || svc.stop_wanted || svc.removed {
-            svc.phase = Phase::Ended { failed };
-            return;
-        }
         let delay = svc.take_delay();
         svc.phase = Phase::Backoff {
             until: Instant::now() + delay,
+            cgroup,
         };
         let name = svc.name().to_string();
         self.logs
             .note(&name, &format!("restarting in {:.1}s", delay.as_secs_f64()));
+    }
+
+    /// Removes the cgroup a service waiting to restart kept, when that restart
+    /// is not going to happen or needs a new group (stop, removal, a changed
+    /// definition).
+    pub fn discard_kept_cgroup(&mut self, idx: usize) {
+        let Some(cgroup) = self.list[idx].take_kept_cgroup() else {
+            return;
+        };
+        if let Err(err) = cgroup.destroy() {
+            let name = self.list[idx].name().to_string();
+            self.logs.note(&name, &format!("cleanup: {err}"));
+        }
     }
 
     /// The earliest backoff end or stop timeout.

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use config::Service;
+use config::{RestartPolicy, Service};
 
 use crate::container::Container;
 use crate::protocol::{ServiceStatus, State};
@@ -41,6 +41,9 @@ pub enum Phase {
     /// Waiting to restart.
     Backoff {
         until: Instant,
+        /// The last run's emptied cgroup, for the next run to start in (see
+        /// `Services::discard_kept_cgroup` for when it is removed instead).
+        cgroup: Option<Box<dyn cgroups::Cgroup>>,
     },
     Up(Box<Running>),
 }
@@ -116,12 +119,31 @@ impl Supervised {
     /// The next moment this service needs the daemon's attention without any event.
     pub fn deadline(&self) -> Option<Instant> {
         match &self.phase {
-            Phase::Backoff { until } => Some(*until),
+            Phase::Backoff { until, .. } => Some(*until),
             Phase::Up(running) => running
                 .stopping
                 .as_ref()
                 .filter(|s| !s.killed)
                 .map(|s| s.kill_at),
+            _ => None,
+        }
+    }
+
+    /// Whether its policy restarts it after a run that ended by itself (or
+    /// failed to start), unless it is being stopped or removed.
+    pub fn restarts_after(&self, failed: bool) -> bool {
+        let policy = match self.service.restart {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => failed,
+            RestartPolicy::Never => false,
+        };
+        policy && !self.stop_wanted && !self.removed
+    }
+
+    /// The cgroup kept for the next run, if it is waiting to restart with one.
+    pub fn take_kept_cgroup(&mut self) -> Option<Box<dyn cgroups::Cgroup>> {
+        match &mut self.phase {
+            Phase::Backoff { cgroup, .. } => cgroup.take(),
             _ => None,
         }
     }
