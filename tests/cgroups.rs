@@ -95,7 +95,11 @@ struct TestGroup {
 
 impl TestGroup {
     fn open(driver: Driver) -> Self {
-        let parent = unique_name("cgtest");
+        Self::open_in(driver, unique_name("cgtest"))
+    }
+
+    /// `parent` may be nested ("a/b"); it should be unique to the test.
+    fn open_in(driver: Driver, parent: String) -> Self {
         let cg = cgroups::open(driver, &parent, "svc")
             .unwrap_or_else(|e| panic!("open with {driver:?}: {e}"));
         TestGroup {
@@ -107,7 +111,11 @@ impl TestGroup {
     }
 
     fn create(driver: Driver, res: &Resources) -> Self {
-        let group = Self::open(driver);
+        Self::create_in(driver, unique_name("cgtest"), res)
+    }
+
+    fn create_in(driver: Driver, parent: String, res: &Resources) -> Self {
+        let group = Self::open_in(driver, parent);
         group
             .cg
             .create(res)
@@ -517,6 +525,42 @@ fn destroy_removes_the_directories_and_refuses_a_busy_group() {
                 !parent.exists(),
                 "{driver:?}: {} still exists",
                 parent.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_nested_parent_is_removed_level_by_level_up_to_a_level_in_use() {
+    for driver in drivers() {
+        let top = unique_name("cgtest");
+        let group = TestGroup::create_in(driver, format!("{top}/inner"), &Resources::default());
+        let sibling = TestGroup::create_in(driver, format!("{top}/other"), &Resources::default());
+        group.cg.destroy().expect("destroy");
+        cgroups::remove_parent_if_empty(driver, &group.parent).expect("remove parent");
+        for dir in group.expected_dirs() {
+            let inner = dir.parent().expect("parent");
+            assert!(
+                !inner.exists(),
+                "{driver:?}: {} still exists",
+                inner.display()
+            );
+            let top_dir = inner.parent().expect("top");
+            assert!(
+                top_dir.is_dir(),
+                "{driver:?}: {} in use, yet removed",
+                top_dir.display()
+            );
+        }
+
+        sibling.cg.destroy().expect("destroy the sibling");
+        cgroups::remove_parent_if_empty(driver, &sibling.parent).expect("remove sibling parent");
+        for (_, _, mount) in cgroup_mounts() {
+            let left = mount.join(&top);
+            assert!(
+                !left.exists(),
+                "{driver:?}: {} still exists",
+                left.display()
             );
         }
     }

@@ -938,24 +938,109 @@ fn a_symlink_in_the_image_cannot_redirect_a_mountpoint_to_the_host() {
     std::os::unix::fs::symlink(relative, image.join("sys")).unwrap();
     let source = tmp.path().join("source");
     fs::create_dir_all(&source).unwrap();
-    let mut spec = spec(&image, None, false);
-    spec.mounts = vec![images::BindMount {
-        source,
-        target: "/data/mnt".into(),
-        readonly: false,
-    }];
-    let out = run_in_rootfs(tmp.path(), &spec, "set -e; echo x > /data/mnt/f; echo OK");
+    let layer = tmp.path().join("layer");
+    let with_mount = |layer: Option<PathBuf>| {
+        let mut spec = spec(&image, layer, false);
+        spec.mounts = vec![images::BindMount {
+            source: source.clone(),
+            target: "/data/mnt".into(),
+            readonly: false,
+        }];
+        spec
+    };
+    // With a writable layer the missing mountpoint is created, in the layer; without
+    // one it must exist already, in the image.
+    let out = run_in_rootfs(
+        tmp.path(),
+        &with_mount(Some(layer.clone())),
+        "set -e; echo x > /data/mnt/f; echo OK",
+    );
+    assert!(assert_ok(&out).contains("OK"));
+    assert!(
+        layer
+            .join("upper")
+            .join(outside.strip_prefix("/").unwrap())
+            .join("mnt")
+            .is_dir(),
+        "the mountpoint was made inside the image's writable layer"
+    );
+    fs::create_dir(same_inside.join("mnt")).unwrap();
+    let out = run_in_rootfs(
+        tmp.path(),
+        &with_mount(None),
+        "set -e; echo y > /data/mnt/g; echo OK",
+    );
     assert!(assert_ok(&out).contains("OK"));
     assert_eq!(
         fs::read_dir(&outside).unwrap().count(),
         0,
         "the host directory was written to"
     );
-    assert!(tmp.path().join("source/f").exists());
-    assert!(
-        same_inside.join("mnt").is_dir(),
-        "the mountpoint was made inside the image"
+    assert!(tmp.path().join("source/f").exists() && tmp.path().join("source/g").exists());
+}
+
+/// Runs `spec` expecting setup to fail with `message`.
+fn assert_setup_fails(tmp: &Path, spec: &images::RootfsSpec, message: &str) {
+    let out = run_in_rootfs(tmp, spec, "echo UNEXPECTED");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains(message), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+}
+
+#[test]
+fn without_a_writable_layer_missing_mountpoints_are_refused_not_created() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let image = tmp.path().join("image");
+    busybox_rootfs(&image);
+    let source = tmp.path().join("source");
+    fs::create_dir_all(&source).unwrap();
+    let before = snapshot(&image);
+
+    // A shared image, bound as it is (readonly_rootfs): neither a bind mount's
+    // target nor a standard mountpoint is made in it.
+    for readonly in [true, false] {
+        let mut with_mount = spec(&image, None, readonly);
+        with_mount.mounts = vec![images::BindMount {
+            source: source.clone(),
+            target: "/data/sub".into(),
+            readonly: false,
+        }];
+        assert_setup_fails(
+            tmp.path(),
+            &with_mount,
+            "mount target /data/sub does not exist in the image",
+        );
+    }
+    assert_eq!(snapshot(&image), before, "the image changed");
+    fs::remove_dir(image.join("proc")).unwrap();
+    let before_without_proc = snapshot(&image);
+    assert_setup_fails(
+        tmp.path(),
+        &spec(&image, None, true),
+        "mount target /proc does not exist in the image",
     );
+    assert_eq!(snapshot(&image), before_without_proc, "the image changed");
+
+    // The host's / (a service without an image): nothing is made there either.
+    let on_host = PathBuf::from("/").join(integration_tests::unique_name("rv-created-by-mount"));
+    let mut host = spec(&image, None, false);
+    host.rootfs = None;
+    host.mounts = vec![images::BindMount {
+        source,
+        target: on_host.join("sub"),
+        readonly: false,
+    }];
+    assert_setup_fails(
+        tmp.path(),
+        &host,
+        &format!(
+            "mount target {}/sub does not exist in the host's /",
+            on_host.display()
+        ),
+    );
+    assert!(!on_host.exists(), "{} was created", on_host.display());
 }
 
 #[test]

@@ -86,6 +86,19 @@ impl Fixture {
             .expect("start supervisor run")
     }
 
+    /// SIGTERM to a `spawn`ed supervisor, which passes it on; its exit status
+    /// once nothing of service `name` is left.
+    fn stop(&self, mut child: Child, name: &str) -> std::process::ExitStatus {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("signal supervisor");
+        let status = child.wait().expect("wait supervisor");
+        self.assert_nothing_left(name);
+        status
+    }
+
     /// No cgroup (in any hierarchy), no mount, no writable layer remains.
     fn assert_nothing_left(&self, name: &str) {
         self.assert_no_cgroup_or_mount();
@@ -169,6 +182,21 @@ fn stdout(output: &Output) -> String {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `supervisor run` of `name` could not start it (125) and said `message`.
+fn assert_start_failed(name: &str, output: &Output, message: &str) {
+    assert_eq!(
+        output.status.code(),
+        Some(125),
+        "{name}: {}",
+        stderr(output)
+    );
+    assert!(
+        stderr(output).contains(message),
+        "{name}: expected `{message}` in: {}",
+        stderr(output)
+    );
 }
 
 #[test]
@@ -256,13 +284,7 @@ fn service_runs_in_its_cgroup_with_its_limits() {
             .to_string()
     };
     let (memory, pids) = (read(&memory_file), read(&pids_file));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("signal supervisor");
-    let status = child.wait().expect("wait supervisor");
-    fx.assert_nothing_left("limited");
+    let status = fx.stop(child, "limited");
 
     assert_eq!(memory, (64u64 << 20).to_string());
     assert_eq!(pids, "50");
@@ -360,17 +382,7 @@ fn setup_failures_are_clear_errors() {
         ),
     ] {
         let output = fx.run(&config, name, &[]);
-        assert_eq!(
-            output.status.code(),
-            Some(125),
-            "{name}: {}",
-            stderr(&output)
-        );
-        assert!(
-            stderr(&output).contains(message),
-            "{name}: expected `{message}` in: {}",
-            stderr(&output)
-        );
+        assert_start_failed(name, &output, message);
     }
 }
 
@@ -504,4 +516,141 @@ fn an_image_without_a_shell_runs_an_argv_command() {
         cmdline.starts_with("/dev/init -- /bin/busybox cat"),
         "PID 1 is not our init: {cmdline:?}"
     );
+}
+
+/// Host PIDs in the cgroup of service `name` (of any hierarchy that has it).
+fn service_pids(fx: &Fixture, name: &str) -> Vec<i32> {
+    cgroup_roots()
+        .iter()
+        .filter_map(|root| {
+            let procs = root.join(&fx.cgroup_parent).join(name).join("cgroup.procs");
+            std::fs::read_to_string(procs).ok()
+        })
+        .flat_map(|text| {
+            text.lines()
+                .filter_map(|l| l.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
+}
+
+/// A second container of a running service is refused before it touches the
+/// first one's writable layer.
+#[test]
+fn a_running_service_is_not_started_twice() {
+    let fx = Fixture::new();
+    let script = "echo precious > /mark; echo READY; exec sleep 100";
+    let config = fx.config(&fx.service("held", &format!("'{script}'"), ""));
+    let mut first = fx.spawn(&config, "held");
+    let mut reader = BufReader::new(first.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("read output");
+    assert_eq!(line, "READY\n");
+    let pid = *service_pids(&fx, "held")
+        .first()
+        .expect("a process in held's cgroup");
+
+    let second = Command::new(bin("supervisor"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .args(["held", "--", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run supervisor");
+    let mark = std::fs::read_to_string(format!("/proc/{pid}/root/mark"));
+    let layer = fx.state_dir().join("containers/held");
+    let mark_in_layer = contains_file(&layer, "mark");
+
+    let status = fx.stop(first, "held");
+    assert!(
+        !fx.state_dir().join("containers").exists(),
+        "state_dir/containers (the lock file) was left behind"
+    );
+
+    let expected = format!(
+        "run held: held is already running (state_dir {})",
+        fx.state_dir().display()
+    );
+    assert_start_failed("held, second run", &second, &expected);
+    assert_eq!(
+        mark.expect("read the first container's file"),
+        "precious\n",
+        "the running container's writable layer was touched"
+    );
+    assert!(
+        mark_in_layer,
+        "the running container's writable layer {} lost its file",
+        layer.display()
+    );
+    assert_eq!(status.code(), Some(128 + 15));
+}
+
+/// A file named `name` somewhere below `dir`.
+fn contains_file(dir: &Path, name: &str) -> bool {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| {
+            entry.file_name() == name
+                || entry.file_type().is_ok_and(|t| t.is_dir()) && contains_file(&entry.path(), name)
+        })
+}
+
+/// The image's /etc/passwd is read inside the image: a symlink out of it
+/// cannot reach a host file, and a FIFO is refused instead of blocking.
+#[test]
+fn etc_passwd_is_read_inside_the_image_and_must_be_a_file() {
+    let fx = Fixture::new();
+    let image = |name: &str| {
+        let root = fx.dir.path().join(name);
+        integration_tests::busybox_rootfs(&root);
+        let passwd = root.join("etc/passwd");
+        std::fs::remove_file(&passwd).expect("remove etc/passwd");
+        (root, passwd)
+    };
+    // A host file that would resolve the user if the symlink were followed on the host.
+    let host_passwd = fx.dir.path().join("host-passwd");
+    std::fs::write(&host_passwd, "hostonly:x:4321:4321::/:/bin/sh\n").expect("write host file");
+    let (linked, passwd) = image("linked");
+    std::os::unix::fs::symlink(&host_passwd, &passwd).expect("symlink etc/passwd");
+    let (fifo, passwd) = image("fifo");
+    nix::unistd::mkfifo(&passwd, nix::sys::stat::Mode::from_bits_truncate(0o644))
+        .expect("mkfifo etc/passwd");
+    let service = |name: &str, root: &Path| {
+        format!(
+            "  {name}:\n    image: {}\n    command: 'id -u'\n    user: hostonly\n",
+            root.display()
+        )
+    };
+    let config = fx.config(&[service("linked", &linked), service("fifo", &fifo)].concat());
+    for (name, message) in [
+        (
+            "linked",
+            format!(
+                "run linked: user hostonly: not found in {}/etc/passwd",
+                linked.display()
+            ),
+        ),
+        (
+            "fifo",
+            format!(
+                "run fifo: user hostonly: reading {}/etc/passwd: not a regular file",
+                fifo.display()
+            ),
+        ),
+    ] {
+        // Bounded: a supervisor blocked on the FIFO must fail the test, not hang it.
+        let output = Command::new("timeout")
+            .arg("60")
+            .arg(bin("supervisor"))
+            .args(["run", "-c"])
+            .arg(&config)
+            .arg(name)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run supervisor");
+        fx.assert_nothing_left(name);
+        assert_start_failed(name, &output, &message);
+    }
 }

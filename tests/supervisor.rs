@@ -517,13 +517,23 @@ fn a_restart_starts_in_the_same_cgroup_and_a_stop_in_backoff_removes_it() {
     }
     assert_eq!(limit_file(pid, "pids", "pids.max", "pids.max").trim(), "60");
 
+    // `restart` during the backoff starts from a fresh group, not the kept one.
+    kill(Pid::from_raw(main_child(pid)), Signal::SIGKILL).unwrap();
+    f.wait_state("worker", "backoff");
+    f.ok(&["restart", "worker"]);
+    let pid = f.pid("worker");
+    let third = cgroup_dirs_with(pid, &cgroup);
+    for ((dir, old), (_, new)) in second.iter().zip(&third) {
+        assert_ne!(old, new, "{} kept across a restart", dir.display());
+    }
+
     // A stop during the backoff removes the group kept for the restart.
     kill(Pid::from_raw(main_child(pid)), Signal::SIGKILL).unwrap();
     f.wait_state("worker", "backoff");
     f.ok(&["stop", "worker"]);
     assert_eq!(f.service("worker")["state"], "stopped");
     assert!(f.log("worker").contains("pending restart cancelled"));
-    for (dir, _) in &second {
+    for (dir, _) in &third {
         assert!(!dir.exists(), "{} left behind", dir.display());
     }
     f.shutdown();
@@ -723,13 +733,13 @@ fn status_reports_a_memory_hog_killed_by_the_oom_killer() {
     f.shutdown();
 }
 
-/// `supervisor status` as an unprivileged user (nobody:nogroup).
-fn status_as_nobody(f: &Fixture) -> Output {
+/// `supervisor ARGS` as an unprivileged user (nobody:nogroup).
+fn as_nobody(f: &Fixture, args: &[&str]) -> Output {
     use std::os::unix::process::CommandExt;
     Command::new(bin("supervisor"))
         .arg("--state-dir")
         .arg(&f.state)
-        .arg("status")
+        .args(args)
         .uid(65534)
         .gid(65534)
         .output()
@@ -749,19 +759,37 @@ fn control_socket_admits_root_and_the_control_group_only() {
     f.start_daemon();
     let socket = fs::metadata(f.state.join("control.sock")).unwrap();
     assert_eq!(socket.permissions().mode() & 0o777, 0o600);
-    let out = status_as_nobody(&f);
+    let out = as_nobody(&f, &["status"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("permission denied"), "{stderr}");
-    f.shutdown();
 
-    // With control_group, members may use the socket.
+    // control_group added by a reload: members reach the socket and the logs.
+    use std::os::unix::fs::MetadataExt;
     let text = fs::read_to_string(&f.config).unwrap();
     fs::write(&f.config, format!("control_group: nogroup\n{text}")).unwrap();
+    f.ok(&["reload"]);
+    let logs = fs::metadata(f.state.join("logs")).unwrap();
+    assert_eq!(
+        (logs.gid(), logs.permissions().mode() & 0o7777),
+        (65534, 0o2750)
+    );
+    assert_eq!(
+        fs::metadata(f.state.join("logs/web.log")).unwrap().gid(),
+        65534
+    );
+    let out = as_nobody(&f, &["status"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = as_nobody(&f, &["logs", "web"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("[supervisor] started"));
+    f.shutdown();
+
+    // With control_group from the start, members may use the socket.
     f.start_daemon();
     let socket = fs::metadata(f.state.join("control.sock")).unwrap();
     assert_eq!(socket.permissions().mode() & 0o777, 0o660);
-    let out = status_as_nobody(&f);
+    let out = as_nobody(&f, &["status"]);
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("web"));
     f.shutdown();
@@ -1000,5 +1028,183 @@ fn logs_are_timestamped_tailed_and_followed() {
     follower.kill().unwrap();
     follower.wait().unwrap();
     assert!(ticks.iter().all(|l| l.contains("tick")), "{ticks:?}");
+    f.shutdown();
+}
+
+#[test]
+fn sighup_during_shutdown_is_ignored_and_reload_refused() {
+    // Stops only once the test creates /tmp/go: the shutdown lasts as long as needed.
+    let slow = "trap 'until [ -e /tmp/go ]; do sleep 0.1; done; exit 0' TERM; echo ready; while true; do sleep 1; done";
+    let mut f = Fixture::new(&format!(
+        "  slow:
+    image: ROOTFS
+    command: \"{slow}\"
+    stop_timeout: 1h
+"
+    ));
+    f.start_daemon();
+    f.wait_logged("slow", "ready");
+    let sh = main_child(f.pid("slow"));
+    let daemon = Pid::from_raw(f.daemon.as_ref().unwrap().id() as i32);
+    kill(daemon, Signal::SIGTERM).unwrap();
+    f.wait_state("slow", "stopping");
+    assert!(f.fails(&["reload"]).contains("shutting down"));
+
+    // A reload now would start `added`, and `slow` again, and never exit.
+    f.write_config(&format!(
+        "  slow:
+    image: ROOTFS
+    command: \"{slow}\"
+    stop_timeout: 2h
+  added:
+    image: ROOTFS
+    command: exec sleep 1000
+"
+    ));
+    kill(daemon, Signal::SIGHUP).unwrap();
+    let deadline = Instant::now() + WAIT;
+    while !f.daemon_stderr().contains("SIGHUP ignored") {
+        assert!(Instant::now() < deadline, "{}", f.daemon_stderr());
+        sleep(Duration::from_millis(50));
+    }
+    fs::write(format!("/proc/{sh}/root/tmp/go"), "").unwrap();
+    // (Its SIGTERM is a no-op: the shutdown is already under way.)
+    f.shutdown();
+    let log = f.log("slow");
+    assert_eq!(log.matches("started, pid").count(), 1, "{log}");
+    assert_eq!(f.log("added"), "");
+}
+
+#[test]
+fn start_refuses_a_service_whose_dependency_failed_and_a_half_closed_request_is_answered() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let mut f = Fixture::new(
+        "  db:
+    image: ROOTFS
+    command: exec sleep 1000
+    workdir: /nonexistent
+    autostart: false
+    restart: never
+  web:
+    image: ROOTFS
+    depends_on: [db]
+    command: exec sleep 1000
+    autostart: false
+",
+    );
+    f.start_daemon();
+    let error = f.fails(&["start", "web"]);
+    assert!(
+        error.contains("web")
+            && error.contains("dependency db failed")
+            && error.contains("/nonexistent"),
+        "{error}"
+    );
+    let web = f.service("web");
+    assert_eq!(web["state"], "stopped", "{web}");
+    assert!(
+        web["error"]
+            .as_str()
+            .unwrap()
+            .contains("dependency db failed"),
+        "{web}"
+    );
+    assert_eq!(f.service("db")["state"], "failed");
+    assert!(f
+        .log("web")
+        .contains("[supervisor] not started: dependency db failed"));
+
+    // A client that half-closes after its request line (socat, nc -N) gets its answer.
+    let mut stream = UnixStream::connect(f.state.join("control.sock")).unwrap();
+    stream
+        .write_all(b"{\"op\":\"status\",\"name\":\"web\"}\n")
+        .unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["result"], "status", "{answer}");
+    assert_eq!(answer["services"][0]["name"], "web", "{answer}");
+    f.shutdown();
+}
+
+/// The first field after the command in /proc/PID/stat: R, S, T, Z...
+fn proc_state(pid: i32) -> char {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.chars().next().unwrap()
+}
+
+fn wait_proc_state(pid: i32, state: char) {
+    let deadline = Instant::now() + WAIT;
+    while proc_state(pid) != state {
+        assert!(
+            Instant::now() < deadline,
+            "{pid} never reached state {state}"
+        );
+        sleep(Duration::from_millis(20));
+    }
+}
+
+/// How many descriptors the process's epoll instance watches.
+fn epoll_watches(pid: i32) -> usize {
+    let epoll = fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|fd| fs::read_link(fd).is_ok_and(|l| l.to_string_lossy() == "anon_inode:[eventpoll]"))
+        .expect("no epoll descriptor");
+    let fdinfo = epoll.to_string_lossy().replace("/fd/", "/fdinfo/");
+    fs::read_to_string(fdinfo)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("tfd:"))
+        .count()
+}
+
+#[test]
+fn a_service_that_exits_before_a_freeze_is_handled_still_restarts() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let mut f = Fixture::new(
+        "  web:
+    image: ROOTFS
+    command: exec sleep 1000
+    restart: always
+",
+    );
+    f.start_daemon();
+    let init = f.pid("web");
+    main_child(init);
+    let daemon = f.daemon.as_ref().unwrap().id() as i32;
+
+    // A connection the daemon has accepted and watches, with no request yet.
+    let watched = epoll_watches(daemon);
+    let mut stream = UnixStream::connect(f.state.join("control.sock")).unwrap();
+    let deadline = Instant::now() + WAIT;
+    while epoll_watches(daemon) <= watched {
+        assert!(
+            Instant::now() < deadline,
+            "the connection was never accepted"
+        );
+        sleep(Duration::from_millis(20));
+    }
+    // With the daemon stopped, the freeze request arrives before the service's
+    // exit: the daemon sees both at once, the request first.
+    kill(Pid::from_raw(daemon), Signal::SIGSTOP).unwrap();
+    wait_proc_state(daemon, 'T');
+    stream
+        .write_all(b"{\"op\":\"freeze\",\"names\":[\"web\"]}\n")
+        .unwrap();
+    kill(Pid::from_raw(init), Signal::SIGKILL).unwrap();
+    wait_proc_state(init, 'Z');
+    kill(Pid::from_raw(daemon), Signal::SIGCONT).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.contains("not running"), "{answer}");
+    // A crash, not a kill while frozen: restarted by its policy.
+    f.wait_for("web", "restarted", |s| {
+        s["restarts"] == 1 && s["state"] == "running"
+    });
     f.shutdown();
 }

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 pub use diagnostic::{Diagnostic, Errors};
 pub use types::*;
+pub use units::MAX_DURATION;
 
 use diagnostic::{Mark, Report};
 

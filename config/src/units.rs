@@ -14,7 +14,11 @@ pub const CPU_PERIOD_US: u64 = 100_000;
 /// The kernel refuses CFS quotas below 1ms.
 const CPU_QUOTA_MIN_US: u64 = 1_000;
 
-/// `100ms`, `1.5s`, `10s`, `2m`, `1h`.
+/// The longest duration accepted: one year, far beyond any sensible delay or
+/// timeout, and small enough that the daemon's clock arithmetic cannot overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(8760 * 3600);
+
+/// `100ms`, `1.5s`, `10s`, `2m`, `1h`; at most MAX_DURATION.
 pub fn duration(text: &str) -> Result<Duration, String> {
     let malformed = || {
         format!(
@@ -36,8 +40,11 @@ pub fn duration(text: &str) -> Result<Duration, String> {
         _ => return Err(malformed()),
     };
     let number: f64 = number.parse().map_err(|_| malformed())?;
-    Duration::try_from_secs_f64(number * seconds_per_unit)
-        .map_err(|_| format!("duration `{text}` is too long"))
+    let too_long = || format!("duration `{text}` is too long (at most 8760h, one year)");
+    match Duration::try_from_secs_f64(number * seconds_per_unit) {
+        Ok(duration) if duration <= MAX_DURATION => Ok(duration),
+        _ => Err(too_long()),
+    }
 }
 
 /// Bytes, or a whole number with `K`, `M` or `G` (powers of 1024); more than 0.
@@ -178,6 +185,20 @@ mod tests {
             .unwrap_err()
             .contains("too long"));
         assert!(duration("-1s").unwrap_err().contains("negative"));
+    }
+
+    #[test]
+    fn durations_are_at_most_a_year() {
+        assert_eq!(duration("8760h"), Ok(MAX_DURATION));
+        assert_eq!(duration("525600m"), Ok(MAX_DURATION));
+        for long in ["8760.001h", "31536001s", "10000000000000000000s"] {
+            assert!(
+                duration(long)
+                    .unwrap_err()
+                    .contains("too long (at most 8760h"),
+                "{long} accepted"
+            );
+        }
     }
 
     #[test]

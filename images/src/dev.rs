@@ -11,7 +11,7 @@ use nix::sys::stat::{fchmodat, makedev, mknodat, FchmodatFlags, Mode, SFlag};
 use nix::unistd::symlinkat;
 
 use crate::fsroot::Root;
-use crate::mounts::{Kind, Source, Target};
+use crate::mounts::{Kind, Missing, Source, Target};
 use crate::Error;
 
 /// Name, major, minor.
@@ -41,14 +41,16 @@ pub(crate) fn host_devices() -> Result<Vec<Source>, Error> {
 }
 
 /// Mounts and fills `/dev` in `root`, with `init` bound read-only at `init_rel`;
-/// `host_devices` are `DEVICES` on the host.
+/// `host_devices` are `DEVICES` on the host. `missing` applies to `/dev`
+/// itself; what goes inside is created in our own tmpfs.
 pub(crate) fn setup(
     root: &Root,
+    missing: Missing,
     init: &Source,
     host_devices: &[Source],
     init_rel: &Path,
 ) -> Result<(), Error> {
-    Target::resolve(root, Path::new("dev"), Kind::Dir)?.mount_fs(
+    Target::resolve(root, Path::new("dev"), Kind::Dir, missing)?.mount_fs(
         "mount /dev tmpfs",
         "tmpfs",
         MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
@@ -75,18 +77,23 @@ pub(crate) fn setup(
             )
             .map_err(|e| Error::setup("create device", shown.join(name), e))?,
             // No mknod here (a user namespace): the host's node, bound.
-            Err(Errno::EPERM) => Target::resolve(root, &Path::new("dev").join(name), Kind::File)?
-                .bind(root, "bind device", host, false)?,
+            Err(Errno::EPERM) => Target::resolve(
+                root,
+                &Path::new("dev").join(name),
+                Kind::File,
+                Missing::Create,
+            )?
+            .bind(root, "bind device", host, false)?,
             Err(e) => return Err(Error::setup("create device", shown.join(name), e)),
         }
     }
-    Target::resolve(root, Path::new("dev/pts"), Kind::Dir)?.mount_fs(
+    Target::resolve(root, Path::new("dev/pts"), Kind::Dir, Missing::Create)?.mount_fs(
         "mount devpts",
         "devpts",
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
         "newinstance,ptmxmode=0666,mode=0620,gid=5",
     )?;
-    Target::resolve(root, Path::new("dev/shm"), Kind::Dir)?.mount_fs(
+    Target::resolve(root, Path::new("dev/shm"), Kind::Dir, Missing::Create)?.mount_fs(
         "mount /dev/shm",
         "tmpfs",
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
@@ -96,5 +103,10 @@ pub(crate) fn setup(
         symlinkat(target, Some(dev.as_raw_fd()), name)
             .map_err(|e| Error::setup("create symlink", shown.join(name), e))?;
     }
-    Target::resolve(root, init_rel, Kind::File)?.bind(root, "bind init", init, true)
+    Target::resolve(root, init_rel, Kind::File, Missing::Create)?.bind(
+        root,
+        "bind init",
+        init,
+        true,
+    )
 }

@@ -12,6 +12,15 @@ pub enum Error {
         path: PathBuf,
         error: io::Error,
     },
+    /// A mountpoint missing from a root filesystem that must not change.
+    #[error(
+        "mount target {} does not exist in {place} (a read-only or host root filesystem gets no new directories)",
+        target.display()
+    )]
+    MissingMountpoint {
+        target: PathBuf,
+        place: &'static str,
+    },
     #[error("{path}: {error}")]
     Io { path: PathBuf, error: io::Error },
     /// An archive entry that is refused (unsafe) or cannot be written.

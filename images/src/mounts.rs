@@ -20,7 +20,17 @@ pub(crate) enum Kind {
     File,
 }
 
-/// A mountpoint inside the new root, created if missing.
+/// What to do when a mountpoint is missing from the new root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Missing {
+    /// Create it: the root is a writable layer or a filesystem we mounted ourselves.
+    Create,
+    /// Refuse: the root is the host's `/` or a shared image bound as it is,
+    /// which must not change. The string names it in the error.
+    Refuse(&'static str),
+}
+
+/// A mountpoint inside the new root.
 pub(crate) struct Target {
     fd: OwnedFd,
     rel: PathBuf,
@@ -29,13 +39,32 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    pub(crate) fn resolve(root: &Root, rel: &Path, kind: Kind) -> Result<Target, Error> {
+    pub(crate) fn resolve(
+        root: &Root,
+        rel: &Path,
+        kind: Kind,
+        missing: Missing,
+    ) -> Result<Target, Error> {
         let shown = root.path().join(rel);
-        let fd = match kind {
-            Kind::Dir => root.mkdir_all(rel, Mode::from_bits_truncate(0o755)),
-            Kind::File => create_file(root, rel),
-        }
-        .map_err(|e| Error::setup("create mountpoint", &shown, e))?;
+        let fd = match (kind, missing) {
+            (Kind::Dir, Missing::Create) => root.mkdir_all(rel, Mode::from_bits_truncate(0o755)),
+            (Kind::File, Missing::Create) => create_file(root, rel),
+            (Kind::Dir, Missing::Refuse(_)) => {
+                root.open_at(rel, OFlag::O_PATH | OFlag::O_DIRECTORY)
+            }
+            (Kind::File, Missing::Refuse(_)) => {
+                root.open_at(rel, OFlag::O_PATH | OFlag::O_NOFOLLOW)
+            }
+        };
+        let fd = match (fd, missing) {
+            (Err(nix::errno::Errno::ENOENT), Missing::Refuse(place)) => {
+                return Err(Error::MissingMountpoint {
+                    target: Path::new("/").join(rel),
+                    place,
+                })
+            }
+            (fd, _) => fd.map_err(|e| Error::setup("create mountpoint", &shown, e))?,
+        };
         Ok(Target {
             fd,
             rel: rel.to_path_buf(),

@@ -9,7 +9,7 @@ use nix::fcntl::OFlag;
 use nix::mount::MsFlags;
 
 use crate::fsroot::Root;
-use crate::mounts::{Kind, Source, Target};
+use crate::mounts::{Kind, Missing, Source, Target};
 use crate::Error;
 
 /// Made read-only: settings and triggers that are not per namespace.
@@ -39,7 +39,7 @@ pub(crate) fn harden(root: &Root) -> Result<(), Error> {
     for rel in READONLY {
         if let Some(path) = existing(root, rel)? {
             let kind = if path.is_dir { Kind::Dir } else { Kind::File };
-            Target::resolve(root, Path::new(rel), kind)?.bind(
+            Target::resolve(root, Path::new(rel), kind, Missing::Create)?.bind(
                 root,
                 "make read-only",
                 &path,
@@ -50,12 +50,13 @@ pub(crate) fn harden(root: &Root) -> Result<(), Error> {
     let null = Source::open_in(root, Path::new("dev/null"))?;
     for rel in MASKED_FILES {
         if existing(root, rel)?.is_some() {
-            Target::resolve(root, Path::new(rel), Kind::File)?.bind(root, "mask", &null, false)?;
+            Target::resolve(root, Path::new(rel), Kind::File, Missing::Create)?
+                .bind(root, "mask", &null, false)?;
         }
     }
     for rel in MASKED_DIRS {
         if existing(root, rel)?.is_some() {
-            Target::resolve(root, Path::new(rel), Kind::Dir)?.mount_fs(
+            Target::resolve(root, Path::new(rel), Kind::Dir, Missing::Create)?.mount_fs(
                 "mask",
                 "tmpfs",
                 MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,

@@ -11,7 +11,7 @@ use nix::unistd::{chdir, pivot_root};
 use serde::{Deserialize, Serialize};
 
 use crate::fsroot::Root;
-use crate::mounts::{self, Kind, Source, Target};
+use crate::mounts::{self, Kind, Missing, Source, Target};
 use crate::{dev, procfs, Error};
 
 /// Where our static init is bind-mounted, read-only, in every service's root
@@ -39,7 +39,8 @@ pub struct RootfsSpec {
 pub struct BindMount {
     /// Host path.
     pub source: PathBuf,
-    /// Absolute path inside the service's root filesystem; created if missing.
+    /// Absolute path inside the service's root filesystem; created if missing
+    /// where there is a writable layer, else it must exist.
     pub target: PathBuf,
     pub readonly: bool,
 }
@@ -85,8 +86,15 @@ pub fn setup_rootfs(spec: &RootfsSpec) -> Result<(), Error> {
             image.clone()
         }
     };
+    // Mountpoints are only created in a writable layer: the host's / and a
+    // shared image must not change.
+    let missing = match (&spec.rootfs, &spec.writable_layer) {
+        (_, Some(_)) => Missing::Create,
+        (Some(_), None) => Missing::Refuse("the image"),
+        (None, None) => Missing::Refuse("the host's /"),
+    };
     let root = Root::open(&new_root)?;
-    mount_filesystems(&root, spec, &sources)?;
+    mount_filesystems(&root, spec, &sources, missing)?;
     drop(root);
     if spec.rootfs.is_some() {
         switch_root(&new_root)?;
@@ -178,9 +186,14 @@ impl HostSources {
 }
 
 /// /proc, /dev (with init), /sys, /tmp and the configured bind mounts.
-fn mount_filesystems(root: &Root, spec: &RootfsSpec, sources: &HostSources) -> Result<(), Error> {
+fn mount_filesystems(
+    root: &Root,
+    spec: &RootfsSpec,
+    sources: &HostSources,
+    missing: Missing,
+) -> Result<(), Error> {
     let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    match Target::resolve(root, Path::new("proc"), Kind::Dir)?.mount_fs(
+    match Target::resolve(root, Path::new("proc"), Kind::Dir, missing)?.mount_fs(
         "mount proc",
         "proc",
         hardened,
@@ -191,9 +204,9 @@ fn mount_filesystems(root: &Root, spec: &RootfsSpec, sources: &HostSources) -> R
         other => other?,
     }
     let init_rel = Path::new(INIT_PATH.trim_start_matches('/'));
-    dev::setup(root, &sources.init, &sources.devices, init_rel)?;
+    dev::setup(root, missing, &sources.init, &sources.devices, init_rel)?;
     procfs::harden(root)?;
-    let sys = Target::resolve(root, Path::new("sys"), Kind::Dir)?;
+    let sys = Target::resolve(root, Path::new("sys"), Kind::Dir, missing)?;
     match sys.mount_fs("mount sysfs", "sysfs", hardened | MsFlags::MS_RDONLY, "") {
         Ok(()) => {}
         // Without a network namespace of our own, sysfs is refused (EPERM in a
@@ -203,7 +216,7 @@ fn mount_filesystems(root: &Root, spec: &RootfsSpec, sources: &HostSources) -> R
         }
         Err(e) => return Err(e),
     }
-    Target::resolve(root, Path::new("tmp"), Kind::Dir)?.mount_fs(
+    Target::resolve(root, Path::new("tmp"), Kind::Dir, missing)?.mount_fs(
         "mount /tmp",
         "tmpfs",
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
@@ -212,7 +225,12 @@ fn mount_filesystems(root: &Root, spec: &RootfsSpec, sources: &HostSources) -> R
     for (bind, source) in spec.mounts.iter().zip(&sources.mounts) {
         let kind = if source.is_dir { Kind::Dir } else { Kind::File };
         let rel = bind.target.strip_prefix("/").unwrap_or(&bind.target);
-        Target::resolve(root, rel, kind)?.bind(root, "bind mount", source, bind.readonly)?;
+        Target::resolve(root, rel, kind, missing)?.bind(
+            root,
+            "bind mount",
+            source,
+            bind.readonly,
+        )?;
     }
     Ok(())
 }

@@ -53,10 +53,15 @@ pub fn run(cmd: Command, state_dir: Option<PathBuf>) -> anyhow::Result<ExitCode>
                 other => bail!("unexpected answer from the daemon: {other:?}"),
             };
             let mut out = io::stdout().lock();
-            ignore_broken_pipe(logs::reader::print(&path, lines, &mut out))
-                .with_context(|| format!("reading {}", path.display()))?;
+            let printed = match logs::reader::print(&path, lines, &mut out) {
+                Ok(live) => live,
+                Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {
+                    return Ok(ExitCode::SUCCESS)
+                }
+                Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+            };
             if follow {
-                ignore_broken_pipe(logs::reader::follow(&path, &mut out))
+                ignore_broken_pipe(logs::reader::follow(&path, printed, &mut out))
                     .with_context(|| format!("following {}", path.display()))?;
             }
             Ok(ExitCode::SUCCESS)

@@ -1,8 +1,10 @@
 //! Reading and writing cgroup files, with errors that name the file and the operation.
 
+use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 
 use crate::Error;
 
@@ -42,8 +44,36 @@ pub(crate) fn write_or_lacking(path: &Path, value: &str, lacking: &str) -> Resul
     })
 }
 
+/// Creates `path` and any missing level above it, remembering which levels this
+/// process created: only those may be removed again as "ours".
 pub(crate) fn mkdir_all(path: &Path) -> Result<(), Error> {
-    fs::create_dir_all(path).map_err(|e| Error::io("mkdir", path, e))
+    let missing: Vec<&Path> = path.ancestors().take_while(|dir| !dir.exists()).collect();
+    for dir in missing.into_iter().rev() {
+        match fs::create_dir(dir) {
+            Ok(()) => {
+                created()
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(dir.to_path_buf());
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io("mkdir", dir, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Whether this process created `dir` (see `mkdir_all`).
+pub(crate) fn created_here(dir: &Path) -> bool {
+    created()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(dir)
+}
+
+fn created() -> &'static Mutex<HashSet<PathBuf>> {
+    static CREATED: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
+    CREATED.get_or_init(Default::default)
 }
 
 /// Removes a cgroup directory; one that is already gone is fine.

@@ -9,7 +9,7 @@ use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::{fsops, Error};
+use crate::{fsops, notify, Error};
 
 /// Freezing, so that no process forks or escapes between reading the pids and killing them.
 pub(crate) trait Freeze {
@@ -22,9 +22,19 @@ pub(crate) trait Freeze {
 const THAW_BOUND: Duration = Duration::from_secs(5);
 const MAX_PAUSE: Duration = Duration::from_millis(50);
 
+/// How to learn that the group has emptied after a round of kills.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Emptied<'a> {
+    /// v1: no notification exists, so look again after brief pauses.
+    Recheck,
+    /// cgroup2: `populated 0` in this cgroup.events file, which wakes poll() (POLLPRI).
+    Events(&'a Path),
+}
+
 pub(crate) fn kill_by_signal(
     procs: &Path,
     freezer: Option<&dyn Freeze>,
+    emptied: Emptied,
     timeout: Duration,
 ) -> Result<(), Error> {
     let deadline = Instant::now() + timeout;
@@ -42,19 +52,41 @@ pub(crate) fn kill_by_signal(
                 undone: false,
             });
         }
-        if let Some(f) = freezer {
+        let frozen = match freezer {
             // A freeze that times out has undone itself; killing unfrozen is still worth a round.
-            if let Err(e) = f.freeze(left) {
-                log::warn!("killing without freezing first: {e}");
-            }
-        }
+            Some(f) => match f.freeze(left) {
+                Ok(()) => true,
+                Err(e) => {
+                    log::warn!("killing without freezing first: {e}");
+                    false
+                }
+            },
+            None => false,
+        };
         let killed = signal_all(procs);
         if let Some(f) = freezer {
             f.thaw(left.max(THAW_BOUND))?;
         }
         killed?;
-        // v1 has no notification for an emptied group: wait briefly and look again.
-        sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+        match emptied {
+            Emptied::Events(events) => {
+                // Killed while frozen, nothing can have escaped: wait for the kernel to
+                // report the group empty. Unfrozen, a child forked meanwhile may have
+                // survived: the wait also ends after a pause for another round.
+                let until = if frozen {
+                    deadline
+                } else {
+                    (Instant::now() + pause).min(deadline)
+                };
+                if notify::wait_for(events, "populated", "0", until)? {
+                    return Ok(());
+                }
+            }
+            // v1 has no notification for an emptied group: wait briefly and look again.
+            Emptied::Recheck => {
+                sleep(pause.min(deadline.saturating_duration_since(Instant::now())))
+            }
+        }
         pause = (pause * 2).min(MAX_PAUSE);
     }
 }

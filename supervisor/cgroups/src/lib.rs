@@ -134,17 +134,35 @@ pub fn open(driver: Driver, parent: &str, name: &str) -> Result<Box<dyn Cgroup>,
 }
 
 /// Removes `parent` in every hierarchy `driver` uses, where it is empty (no groups left
-/// in it); for the daemon at shutdown. A parent still in use stays, without error.
+/// in it), then each of its upper levels ("a" of "a/b") left empty that this process
+/// created (a pre-existing level such as a systemd slice is never ours to remove);
+/// for the daemon at shutdown. A level still in use stays, without error.
 pub fn remove_parent_if_empty(driver: Driver, parent: &str) -> Result<(), Error> {
-    let dirs = match backend(driver, check_parent(parent)?)? {
+    let parent = check_parent(parent)?;
+    let levels = parent.split('/').count();
+    let dirs = match backend(driver, parent)? {
         Backend::V1(cg) => cg.dirs(),
         Backend::Hybrid(cg) => cg.dirs(),
         Backend::V2(cg) => cg.dirs(),
     };
     for dir in dirs {
-        match fsops::rmdir(&dir) {
-            Err(Error::Io { err, .. }) if err.raw_os_error() == Some(libc::EBUSY) => {}
-            other => other?,
+        // Never above the parent's first component: the hierarchy's own directories.
+        for (depth, level) in dir.ancestors().take(levels).enumerate() {
+            if depth > 0 && !fsops::created_here(level) {
+                break;
+            }
+            match std::fs::remove_dir(level) {
+                Ok(()) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EBUSY | libc::ENOTEMPTY | libc::ENOENT)
+                    ) =>
+                {
+                    break
+                }
+                Err(e) => return Err(Error::io("rmdir", level, e)),
+            }
         }
     }
     Ok(())

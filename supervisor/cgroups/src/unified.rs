@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::killer::{self, Freeze};
+use crate::killer::{self, Emptied, Freeze};
 use crate::{fsops, notify, Error};
 
 #[derive(Debug)]
@@ -96,7 +96,12 @@ impl UnifiedGroup {
         match fsops::write(&self.file("cgroup.kill"), "1") {
             Ok(()) => {}
             Err(e) if e.is_not_found() && self.dir.is_dir() => {
-                return killer::kill_by_signal(&self.file("cgroup.procs"), Some(self), timeout)
+                return killer::kill_by_signal(
+                    &self.file("cgroup.procs"),
+                    Some(self),
+                    Emptied::Events(&self.file("cgroup.events")),
+                    timeout,
+                )
             }
             Err(e) => return Err(e),
         }

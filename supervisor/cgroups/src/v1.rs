@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use crate::killer::{self, Freeze};
+use crate::killer::{self, Emptied, Freeze};
 use crate::mountinfo::Mounts;
 use crate::{fsops, limits, Cgroup, Error, Resources, Stats};
 
@@ -321,7 +321,7 @@ impl Cgroup for V1Cgroup {
     fn kill_all(&self, timeout: Duration) -> Result<(), Error> {
         let procs = self.dirs()[0].join("cgroup.procs");
         let freezer = self.freezer.as_ref().map(|f| f as &dyn Freeze);
-        killer::kill_by_signal(&procs, freezer, timeout)
+        killer::kill_by_signal(&procs, freezer, Emptied::Recheck, timeout)
     }
 
     fn stats(&self) -> Result<Stats, Error> {

@@ -20,6 +20,8 @@ pub enum SpawnError {
     ImageWithoutMountNamespace,
     #[error("already running: cgroup {0} has processes")]
     Busy(String),
+    #[error("{name} is already running (state_dir {})", state_dir.display())]
+    AlreadyRunning { name: String, state_dir: PathBuf },
     #[error("{what}: {source}")]
     Io {
         what: String,

@@ -8,6 +8,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::error::{io_error, sys_error, SpawnError};
+use super::lock::ServiceLock;
 
 /// How long killing what is left in a cgroup may take.
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -23,6 +24,9 @@ pub struct Container {
     pub(super) layer_to_remove: Option<PathBuf>,
     /// Keeps the image from being removed while the service runs.
     pub(super) _lease: Option<images::ImageLease>,
+    /// Keeps a second container of this service off its writable layer;
+    /// released once `teardown` has removed the layer.
+    pub(super) _lock: ServiceLock,
 }
 
 impl std::fmt::Debug for Container {

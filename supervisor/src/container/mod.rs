@@ -8,6 +8,7 @@
 
 mod error;
 mod handle;
+mod lock;
 mod resolve;
 mod run;
 mod setup;

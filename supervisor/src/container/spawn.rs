@@ -17,6 +17,7 @@ use nix::unistd::{pipe2, Pid};
 
 use super::error::{io_error, sys_error, SpawnError};
 use super::handle::Container;
+use super::lock::ServiceLock;
 use super::resolve::{clone_flags, driver, prepare, resources};
 use super::spec::{SetupSpec, ERROR_FD, RELEASE, SPEC_FD, SYNC_FD};
 use super::sys::{self, ChildExec};
@@ -49,8 +50,11 @@ pub struct SpawnRequest<'a> {
 /// failed (Err, with the failed child already reaped and everything removed).
 pub fn spawn(mut req: SpawnRequest) -> Result<Container, SpawnError> {
     let kept = req.cgroup.take();
-    let prepared = match prepare(&req) {
-        Ok(prepared) => prepared,
+    // Before the writable layer is touched: it may belong to a running container.
+    let claimed = ServiceLock::take(&req.config.state_dir, &req.service.name)
+        .and_then(|lock| Ok((lock, prepare(&req)?)));
+    let (lock, prepared) = match claimed {
+        Ok(claimed) => claimed,
         Err(err) => {
             if let Some(cgroup) = kept {
                 // Best effort: the error that stopped the start is the one to report.
@@ -77,6 +81,7 @@ pub fn spawn(mut req: SpawnRequest) -> Result<Container, SpawnError> {
         name: req.service.name.clone(),
         layer_to_remove: prepared.layer.clone().filter(|_| !req.service.persist),
         _lease: prepared.lease,
+        _lock: lock,
     };
     match start(&req, &prepared.spec, &container, create) {
         Ok(pid) => Ok(Container { pid, ..container }),
@@ -188,8 +193,18 @@ fn start(
         (spec_write, sync_write, maps_written),
         cgroup.as_ref(),
     );
+    match released {
+        // Failed on our side (joining the cgroup, mapping users): the child
+        // would only report that we went away.
+        Err(err) if !closed_by_child(&err) => {
+            let _ = kill(pid, Signal::SIGKILL);
+            reap(pid);
+            return Err(err);
+        }
+        _ => {}
+    }
     // The child's message, if any, explains a failure better than ours (a
-    // closed pipe on our side is usually its death).
+    // closed pipe on our side is its death).
     match (read_error(&mut error_read, pid), released) {
         (Ok(None), Ok(())) => Ok(pid),
         (Ok(Some(message)), _) => {
@@ -230,6 +245,12 @@ fn release(
     sync_write
         .write_all(&[RELEASE])
         .map_err(io_error("release the container"))
+}
+
+/// A write to the child failed because it closed its end: it died, and its
+/// own message says why.
+fn closed_by_child(err: &SpawnError) -> bool {
+    matches!(err, SpawnError::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// The user namespace maps every id to itself: root in the service is root on
@@ -285,5 +306,20 @@ fn reap(pid: Pid) {
             Err(Errno::EINTR) => continue,
             _ => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_pipe_the_child_closed_defers_to_its_message() {
+        let io = |kind: std::io::ErrorKind| std::io::Error::from(kind);
+        let sent = io_error("send the setup spec")(io(std::io::ErrorKind::BrokenPipe));
+        assert!(closed_by_child(&sent));
+        let ours = io_error("write /proc/1/uid_map")(io(std::io::ErrorKind::PermissionDenied));
+        assert!(!closed_by_child(&ours));
+        assert!(!closed_by_child(&SpawnError::Busy("supervisor/web".into())));
     }
 }

@@ -1,11 +1,16 @@
 //! Who a service runs as: the `user:` of the config looked up in the root
 //! filesystem's own /etc/passwd and /etc/group (never the host's NSS).
 
+use std::fs::{File, OpenOptions};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use config::User;
+use nix::fcntl::OFlag;
 
 use super::spec::Credentials;
+use super::sys;
 
 /// A resolved user: credentials, and the home directory for `HOME`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,8 +44,8 @@ struct PasswdEntry {
 /// passwd entry's, else 0, as Docker does). Supplementary groups are the
 /// primary gid plus every group of /etc/group that lists the user's name.
 pub fn resolve(root: &Path, user: Option<&User>) -> Result<ResolvedUser, UserError> {
-    let passwd_file = root.join("etc/passwd");
-    let group_file = root.join("etc/group");
+    let passwd_file = RootFile::new(root, "etc/passwd");
+    let group_file = RootFile::new(root, "etc/group");
     let (uid, gid, entry) = match user {
         None => (0, None, find_passwd(&passwd_file, "root", |e| e.uid == 0)?),
         Some(User::Id { uid, gid }) => (
@@ -52,7 +57,7 @@ pub fn resolve(root: &Path, user: Option<&User>) -> Result<ResolvedUser, UserErr
             let entry = find_passwd(&passwd_file, name, |e| &e.name == name)?.ok_or_else(|| {
                 UserError::NotFound {
                     user: name.clone(),
-                    file: passwd_file.clone(),
+                    file: passwd_file.path(),
                 }
             })?;
             (entry.uid, None, Some(entry))
@@ -75,7 +80,7 @@ pub fn resolve(root: &Path, user: Option<&User>) -> Result<ResolvedUser, UserErr
 
 /// The first passwd entry matching `wanted`; a missing file matches nothing.
 fn find_passwd(
-    file: &Path,
+    file: &RootFile,
     user: &str,
     wanted: impl Fn(&PasswdEntry) -> bool,
 ) -> Result<Option<PasswdEntry>, UserError> {
@@ -102,7 +107,7 @@ fn parse_passwd_line(line: &str) -> Option<PasswdEntry> {
 }
 
 /// gids of the groups in `file` whose member list names `user`.
-fn member_groups(file: &Path, user: &str) -> Result<Vec<u32>, UserError> {
+fn member_groups(file: &RootFile, user: &str) -> Result<Vec<u32>, UserError> {
     let Some(text) = read_optional(file, user)? else {
         return Ok(Vec::new());
     };
@@ -118,13 +123,65 @@ fn member_groups(file: &Path, user: &str) -> Result<Vec<u32>, UserError> {
         .collect())
 }
 
-fn read_optional(file: &Path, user: &str) -> Result<Option<String>, UserError> {
-    match std::fs::read_to_string(file) {
+/// A file of the root filesystem, read inside it: a symlink cannot lead to
+/// the host's files, and anything but a small regular file (a FIFO, a device)
+/// is refused rather than read.
+struct RootFile<'a> {
+    root: &'a Path,
+    rel: &'static str,
+}
+
+impl RootFile<'_> {
+    fn new<'a>(root: &'a Path, rel: &'static str) -> RootFile<'a> {
+        RootFile { root, rel }
+    }
+
+    /// Where the file is on the host, for messages.
+    fn path(&self) -> PathBuf {
+        self.root.join(self.rel)
+    }
+
+    fn read(&self) -> std::io::Result<String> {
+        use std::io::Read;
+        let dir = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open(self.root)?;
+        // O_PATH: opening is all, a FIFO cannot block and a device sees no open.
+        let handle = File::from(sys::open_in_root(
+            dir.as_fd(),
+            Path::new(self.rel),
+            OFlag::O_PATH,
+        )?);
+        let meta = handle.metadata()?;
+        if !meta.is_file() {
+            return Err(std::io::Error::other("not a regular file"));
+        }
+        let too_large = || std::io::Error::other(format!("larger than {MAX_FILE_SIZE} bytes"));
+        if meta.len() > MAX_FILE_SIZE {
+            return Err(too_large());
+        }
+        // Reopening the handle reads the very file that was checked.
+        let file = File::open(format!("/proc/self/fd/{}", handle.as_raw_fd()))?;
+        let mut text = String::new();
+        file.take(MAX_FILE_SIZE + 1).read_to_string(&mut text)?;
+        if text.len() as u64 > MAX_FILE_SIZE {
+            return Err(too_large());
+        }
+        Ok(text)
+    }
+}
+
+/// Larger /etc/passwd or /etc/group files are refused.
+const MAX_FILE_SIZE: u64 = 1 << 20;
+
+fn read_optional(file: &RootFile, user: &str) -> Result<Option<String>, UserError> {
+    match file.read() {
         Ok(text) => Ok(Some(text)),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(UserError::Read {
             user: user.to_string(),
-            file: file.to_path_buf(),
+            file: file.path(),
             source,
         }),
     }
@@ -204,6 +261,34 @@ mod tests {
         )
         .unwrap();
         assert_eq!(known.credentials.gid, 7);
+    }
+
+    #[test]
+    fn a_symlink_cannot_lead_out_of_the_root() {
+        let host = root_with(PASSWD, GROUP);
+        let root = root_with("", "");
+        for file in ["etc/passwd", "etc/group"] {
+            std::fs::remove_file(root.path().join(file)).unwrap();
+            std::os::unix::fs::symlink(host.path().join(file), root.path().join(file)).unwrap();
+        }
+        let err = resolve(root.path(), Some(&User::Name("web".into()))).unwrap_err();
+        assert!(matches!(err, UserError::NotFound { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_fifo_is_refused_not_read() {
+        let root = root_with(PASSWD, GROUP);
+        let passwd = root.path().join("etc/passwd");
+        std::fs::remove_file(&passwd).unwrap();
+        nix::unistd::mkfifo(&passwd, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let err = resolve(root.path(), None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "user root: reading {}: not a regular file",
+                passwd.display()
+            )
+        );
     }
 
     #[test]

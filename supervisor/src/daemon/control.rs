@@ -67,6 +67,37 @@ pub fn create_shared_dir(dir: &Path, gid: Option<Gid>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// control_group changed on reload: the state directory, the logs directory
+/// and the log files already there go to the new group as they would have at
+/// startup. Without a group any more, the logs go back to root only (the
+/// socket, 0600 again, keeps the old group out of the state directory).
+pub fn share_state_dir(state_dir: &Path, gid: Option<Gid>) -> anyhow::Result<()> {
+    let logs_dir = state_dir.join(protocol::LOGS_DIR);
+    if gid.is_some() {
+        create_shared_dir(state_dir, gid)?;
+        create_shared_dir(&logs_dir, gid)?;
+    } else {
+        chown(&logs_dir, None, Some(Gid::from_raw(0)))
+            .with_context(|| format!("chown {}", logs_dir.display()))?;
+        fs::set_permissions(&logs_dir, fs::Permissions::from_mode(0o750))
+            .with_context(|| format!("chmod {}", logs_dir.display()))?;
+    }
+    let group = gid.unwrap_or(Gid::from_raw(0));
+    let entries =
+        fs::read_dir(&logs_dir).with_context(|| format!("reading {}", logs_dir.display()))?;
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("reading {}", logs_dir.display()))?
+            .path();
+        match chown(&path, None, Some(group)) {
+            // Rotated away or removed meanwhile.
+            Ok(()) | Err(Errno::ENOENT) => {}
+            Err(err) => return Err(err).with_context(|| format!("chown {}", path.display())),
+        }
+    }
+    Ok(())
+}
+
 /// Binds state_dir/control.sock: mode 0600, or 0660 owned by the control group.
 /// Call only with the state_dir lock held (a leftover socket is replaced).
 pub fn bind(state_dir: &Path, gid: Option<Gid>) -> anyhow::Result<UnixListener> {
@@ -168,6 +199,9 @@ impl Connection {
         let mut chunk = [0u8; 4096];
         loop {
             match self.stream.read(&mut chunk) {
+                // A client may half-close after its request (socat, nc -N):
+                // the line it sent is still answered.
+                Ok(0) if self.buffer.contains(&b'\n') => break,
                 Ok(0) => {
                     return Received::Invalid("connection closed before a whole request".into())
                 }

@@ -180,11 +180,10 @@ impl Daemon {
         loop {
             match self.signals.read_signal() {
                 Ok(Some(info)) => match Signal::try_from(info.ssi_signo as i32) {
-                    Ok(Signal::SIGCHLD) => {
-                        // What a service printed before it exited goes into
-                        // its log ahead of the exit line.
-                        self.drain_pipes();
-                        self.services.reap()
+                    Ok(Signal::SIGCHLD) => self.reap_children(),
+                    // A reload would start services again and the shutdown never end.
+                    Ok(Signal::SIGHUP) if self.shutting_down => {
+                        log::info!("SIGHUP ignored: the daemon is shutting down");
                     }
                     Ok(Signal::SIGHUP) => {
                         if let Err(err) = self.reload() {
@@ -205,6 +204,14 @@ impl Daemon {
                 }
             }
         }
+    }
+
+    /// Handles every child exit that has happened, SIGCHLD read or not.
+    pub fn reap_children(&mut self) {
+        // What a service printed before it exited goes into its log ahead of
+        // the exit line.
+        self.drain_pipes();
+        self.services.reap();
     }
 
     pub fn begin_shutdown(&mut self) {

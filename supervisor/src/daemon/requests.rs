@@ -48,6 +48,9 @@ impl Daemon {
                     if self.services.list[idx].is_up() {
                         self.services.request_stop(idx, true);
                     } else {
+                        // A restart starts from a fresh group, not the one a
+                        // pending automatic restart kept.
+                        self.services.discard_kept_cgroup(idx);
                         let name = self.services.list[idx].name().to_string();
                         let _ = self.services.start(&name);
                     }
@@ -55,6 +58,9 @@ impl Daemon {
                 return self.wait(stream, names, true);
             }
             Request::Freeze { names } => {
+                // A service whose exit is not handled yet is not frozen: its
+                // exit would count as a kill while frozen, without restart.
+                self.reap_children();
                 self.each(&names, |services, name| services.set_frozen(name, true))
             }
             Request::Thaw { names } => {
@@ -114,6 +120,7 @@ impl Daemon {
         let gid =
             control::control_gid(new.control_group.as_deref()).map_err(|err| format!("{err:#}"))?;
         if gid != self.gid {
+            control::share_state_dir(&self.state_dir, gid).map_err(|err| format!("{err:#}"))?;
             control::set_socket_access(&control::socket_file(&self.state_dir), gid)
                 .map_err(|err| format!("{err:#}"))?;
             self.gid = gid;

@@ -15,7 +15,9 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::output::LogFiles;
-use super::supervised::{Phase, Running, Stopping, Supervised, RESET_BACKOFF_AFTER};
+use super::supervised::{
+    deadline_after, Phase, Running, Stopping, Supervised, RESET_BACKOFF_AFTER,
+};
 use crate::container::{self, SpawnError, SpawnRequest, Stdio};
 use crate::protocol::ServiceStatus;
 
@@ -85,7 +87,8 @@ impl Services {
     }
 
     /// Starts `name` and, first, whatever it depends on that is not up.
-    /// A service on its way down is started again once it is down.
+    /// A service on its way down is started again once it is down. A service
+    /// whose dependency failed to start is not started (its error says why).
     pub fn start(&mut self, name: &str) -> Result<(), String> {
         let mut needed = BTreeSet::new();
         self.collect_dependencies(name, &mut needed);
@@ -97,6 +100,8 @@ impl Services {
             .filter(|n| needed.contains(n))
             .collect();
         let mut result = Ok(());
+        // Services that did not start here, with why, for their dependents.
+        let mut failed: Vec<(String, String)> = Vec::new();
         for dep in order {
             let Some(idx) = self.index(&dep) else {
                 continue;
@@ -109,13 +114,25 @@ impl Services {
             if svc.is_up() {
                 continue;
             }
-            svc.delay = svc.service.restart_delay;
-            if let Err(err) = self.launch(idx) {
+            let blocked = failed
+                .iter()
+                .find(|(n, _)| svc.service.depends_on.contains(n))
+                .map(|(n, err)| format!("not started: dependency {n} failed: {err}"));
+            let outcome = if let Some(err) = blocked {
+                svc.error = Some(err.clone());
+                self.logs.note(&dep, &err);
+                Err(err)
+            } else {
+                svc.delay = svc.service.restart_delay;
+                self.launch(idx)
+            };
+            if let Err(err) = outcome {
                 result = Err(if dep == name {
-                    err
+                    err.clone()
                 } else {
                     format!("{dep} (needed by {name}): {err}")
                 });
+                failed.push((dep, err));
             }
         }
         result
@@ -237,7 +254,7 @@ impl Services {
         }
         let sent = running.container.signal(signal);
         running.stopping = Some(Stopping {
-            kill_at: Instant::now() + timeout,
+            kill_at: deadline_after(timeout),
             killed: false,
         });
         if let Some(err) = thaw_error {
@@ -338,7 +355,7 @@ impl Services {
         let svc = &mut self.list[idx];
         let delay = svc.take_delay();
         svc.phase = Phase::Backoff {
-            until: Instant::now() + delay,
+            until: deadline_after(delay),
             cgroup,
         };
         let name = svc.name().to_string();
@@ -412,6 +429,14 @@ impl Services {
             (cgroup.thaw(CGROUP_TIMEOUT), "thaw")
         };
         done.map_err(|err| format!("{name}: {verb}: {err}"))?;
+        let pid = running.container.pid().as_raw();
+        let exited = || cgroup.procs().is_ok_and(|procs| !procs.contains(&pid));
+        if freeze && exited() {
+            // Its init exited after the reap above: an empty group "froze".
+            // Undo, so its exit is handled as what it is.
+            let _ = running.container.cgroup.thaw(CGROUP_TIMEOUT);
+            return Err(format!("{name} is not running (it exited)"));
+        }
         running.frozen = freeze;
         self.logs
             .note(name, if freeze { "frozen" } else { "thawed" });

@@ -61,6 +61,14 @@ pub struct Stopping {
     pub killed: bool,
 }
 
+/// The moment `delay` from now. The config caps durations at a year, but a
+/// deadline must never overflow the clock whatever the value: it is clamped.
+pub fn deadline_after(delay: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(delay.min(config::MAX_DURATION))
+        .unwrap_or(now)
+}
+
 impl Supervised {
     pub fn new(service: Service) -> Self {
         let delay = service.restart_delay;
@@ -151,7 +159,8 @@ impl Supervised {
     /// The next restart delay after this one: doubled, up to restart_delay_max.
     pub fn take_delay(&mut self) -> Duration {
         let delay = self.delay;
-        self.delay = (delay * 2)
+        self.delay = delay
+            .saturating_mul(2)
             .min(self.service.restart_delay_max)
             .max(self.service.restart_delay);
         delay

@@ -3,7 +3,8 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
@@ -11,18 +12,25 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use super::{rotated_path, KEEP};
 
 /// Writes the log (oldest rotated file first), or only its last `lines` lines.
-pub fn print(live: &Path, lines: Option<usize>, out: &mut impl Write) -> io::Result<()> {
+/// Returns the live file (if there is one) positioned where the reading
+/// stopped, for `follow` to go on from there without losing a line.
+pub fn print(live: &Path, lines: Option<usize>, out: &mut impl Write) -> io::Result<Option<File>> {
     let mut text = Vec::new();
+    let mut live_file = None;
     for n in (0..=KEEP).rev() {
         match File::open(rotated_path(live, n)) {
             Ok(mut file) => {
                 file.read_to_end(&mut text)?;
+                if n == 0 {
+                    live_file = Some(file);
+                }
             }
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
             Err(err) => return Err(err),
         }
     }
-    out.write_all(last_lines(&text, lines))
+    out.write_all(last_lines(&text, lines))?;
+    Ok(live_file)
 }
 
 /// The tail of `text` holding its last `lines` lines (all of it for None).
@@ -45,9 +53,10 @@ fn last_lines(text: &[u8], lines: Option<usize>) -> &[u8] {
     text
 }
 
-/// After `print`: writes what is appended to the live file from now on, across
-/// rotations, until writing fails (the reader went away) or an error.
-pub fn follow(live: &Path, out: &mut impl Write) -> io::Result<()> {
+/// After `print`: writes what is appended to the live file from where `print`
+/// stopped (`from`, None: there was no file yet), across rotations, until
+/// writing fails (the reader went away) or an error.
+pub fn follow(live: &Path, from: Option<File>, out: &mut impl Write) -> io::Result<()> {
     let dir = live.parent().unwrap_or(Path::new("."));
     let name = live.file_name().unwrap_or_default().to_os_string();
     let inotify = Inotify::init(InitFlags::IN_CLOEXEC)?;
@@ -58,10 +67,21 @@ pub fn follow(live: &Path, out: &mut impl Write) -> io::Result<()> {
             | AddWatchFlags::IN_MOVED_FROM
             | AddWatchFlags::IN_MOVED_TO,
     )?;
-    // Start at the current end: print() already showed what is there.
-    let mut file = open_at_end(live)?;
+    let mut file = from;
+    // What was written, or rotated, before the watch existed is caught up first.
+    let mut rotated = true;
     loop {
-        let mut rotated = false;
+        if let Some(file) = &mut file {
+            copy_new(file, out)?;
+        }
+        if rotated && !is_live(file.as_ref(), live)? {
+            // The old file (now NAME.log.1) is drained; read the new one from its start.
+            file = File::open(live).ok();
+            if let Some(file) = &mut file {
+                copy_new(file, out)?;
+            }
+        }
+        rotated = false;
         for event in inotify.read_events()? {
             if event.name.as_deref() != Some(OsStr::new(&name)) {
                 continue;
@@ -74,26 +94,18 @@ pub fn follow(live: &Path, out: &mut impl Write) -> io::Result<()> {
                 rotated = true;
             }
         }
-        if let Some(file) = &mut file {
-            copy_new(file, out)?;
-        }
-        if rotated || file.is_none() {
-            // The old file (now NAME.log.1) is drained; read the new one from its start.
-            file = File::open(live).ok();
-            if let Some(file) = &mut file {
-                copy_new(file, out)?;
-            }
-        }
+        rotated |= file.is_none();
     }
 }
 
-fn open_at_end(path: &Path) -> io::Result<Option<File>> {
-    match File::open(path) {
-        Ok(mut file) => {
-            file.seek(SeekFrom::End(0))?;
-            Ok(Some(file))
-        }
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+/// Whether `file` is the one at `live` now (not rotated away); a missing
+/// live file is not.
+fn is_live(file: Option<&File>, live: &Path) -> io::Result<bool> {
+    let Some(file) = file else { return Ok(false) };
+    let ours = file.metadata()?;
+    match std::fs::metadata(live) {
+        Ok(now) => Ok(now.dev() == ours.dev() && now.ino() == ours.ino()),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(err) => Err(err),
     }
 }
@@ -130,5 +142,26 @@ mod tests {
         out.clear();
         print(&live, Some(3), &mut out).unwrap();
         assert_eq!(out, b"2\n3\n4\n");
+    }
+
+    #[test]
+    fn following_goes_on_where_print_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("web.log");
+        std::fs::write(&live, "1\n").unwrap();
+        let mut file = print(&live, None, &mut Vec::new()).unwrap().unwrap();
+        // Written after print, before follow watches: must not be lost.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&live)
+            .unwrap()
+            .write_all(b"2\n")
+            .unwrap();
+        let mut out = Vec::new();
+        copy_new(&mut file, &mut out).unwrap();
+        assert_eq!(out, b"2\n");
+        assert!(is_live(Some(&file), &live).unwrap());
+        std::fs::rename(&live, rotated_path(&live, 1)).unwrap();
+        assert!(!is_live(Some(&file), &live).unwrap());
     }
 }
