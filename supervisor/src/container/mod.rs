@@ -22,3 +22,12 @@ pub use handle::Container;
 pub use run::run_foreground;
 pub use setup::setup_main;
 pub use spawn::{spawn, SpawnRequest, Stdio};
+
+/// Removes the services' parent cgroup `parent` (and the levels above it that this
+/// process created) where nothing uses it any more.
+pub fn remove_cgroup_parent(
+    driver: config::CgroupDriver,
+    parent: &str,
+) -> Result<(), cgroups::Error> {
+    cgroups::remove_parent_if_empty(resolve::driver(driver), parent)
+}

@@ -15,7 +15,6 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::error::SpawnError;
-use super::resolve::driver;
 use super::spawn::{spawn, SpawnRequest, Stdio};
 
 /// Exit status when the container could not be started (as `docker run`).
@@ -66,8 +65,7 @@ pub fn run_foreground(
     let outcome = run_container(request, &signals);
     terminal.restore();
     // No daemon keeps the parent group: remove it unless others use it.
-    let parent_removed =
-        cgroups::remove_parent_if_empty(driver(config.cgroup_driver), &config.cgroup_parent);
+    let parent_removed = super::remove_cgroup_parent(config.cgroup_driver, &config.cgroup_parent);
     match outcome {
         Err(RunError::Start(err)) => {
             eprintln!("supervisor: run {name}: {err}");

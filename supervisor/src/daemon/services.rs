@@ -463,7 +463,7 @@ impl Services {
             .drain(..)
             .chain(std::iter::once(current))
         {
-            if let Err(err) = cgroups::remove_parent_if_empty(cgroup_driver(driver), &parent) {
+            if let Err(err) = crate::container::remove_cgroup_parent(driver, &parent) {
                 log::warn!("removing cgroup {parent}: {err}");
             }
         }
@@ -480,13 +480,5 @@ impl Services {
                 idx += 1;
             }
         }
-    }
-}
-
-fn cgroup_driver(driver: CgroupDriver) -> cgroups::Driver {
-    match driver {
-        CgroupDriver::Auto => cgroups::Driver::Auto,
-        CgroupDriver::V1 => cgroups::Driver::V1,
-        CgroupDriver::V2 => cgroups::Driver::V2,
     }
 }
