@@ -2,9 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::de::value::{Error as ValueError, StrDeserializer};
-use serde::Deserialize;
-
 use crate::dependencies;
 use crate::diagnostic::{Mark, Report};
 use crate::names;
@@ -92,13 +89,51 @@ pub fn read(report: &mut Report, root: Option<&Node>, path: PathBuf) -> Config {
         report.error(entry.value.mark, message);
         return config;
     };
+    let dedented = dedented_keys(report, entries);
     let services: Vec<service::Read> = entries
         .iter()
-        .map(|entry| service::read(report, &dir, &entry.key, entry.key_mark, &entry.value))
+        .enumerate()
+        .filter(|(i, _)| !dedented.contains(i))
+        .map(|(i, entry)| match dedented.contains(&(i + 1)) {
+            // Already reported as dedented: the service exists, for
+            // depends_on, with nothing more said of it.
+            true => service::Read::empty(&entry.key),
+            false => service::read(report, &dir, &entry.key, entry.key_mark, &entry.value),
+        })
         .collect();
     dependencies::check(report, &services);
     config.services = services.into_iter().map(|read| read.service).collect();
     config
+}
+
+/// A service written with nothing under it, followed by service keys at its
+/// own indentation (`web:` then `command: x` in the same column): its keys
+/// were dedented. Reported once, at the service; returns the positions of
+/// those entries, which are not services.
+fn dedented_keys(report: &mut Report, entries: &[crate::tree::Entry]) -> Vec<usize> {
+    let mut dedented = Vec::new();
+    let mut i = 0;
+    while i < entries.len() {
+        let keys = entries[i + 1..]
+            .iter()
+            .take_while(|e| service::KEYS.contains(&e.key.as_str()))
+            .count();
+        if matches!(entries[i].value.value, Value::Null) && keys > 0 {
+            let (service, first) = (&entries[i], &entries[i + 1]);
+            report.error(
+                service.key_mark,
+                format!(
+                    "service {} has no keys: `{}` (line {}) and the keys after it are at the \
+                     indentation of the service names; indent them under `{}:`",
+                    service.key, first.key, first.key_mark.line, service.key
+                ),
+            );
+            dedented.extend(i + 1..=i + keys);
+            i += keys;
+        }
+        i += 1;
+    }
+    dedented
 }
 
 fn cgroup_parent(text: &str) -> Result<String, String> {
@@ -113,8 +148,7 @@ fn cgroup_parent(text: &str) -> Result<String, String> {
 }
 
 fn cgroup_driver(text: &str) -> Result<CgroupDriver, String> {
-    CgroupDriver::deserialize(StrDeserializer::<ValueError>::new(text))
-        .map_err(|err| err.to_string())
+    crate::read::choice(text)
 }
 
 fn group(text: &str) -> Result<String, String> {

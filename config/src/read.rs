@@ -1,7 +1,7 @@
 //! Typed values out of tree nodes; what is wrong is reported where it is written.
 
 use crate::diagnostic::Report;
-use crate::suggest::did_you_mean;
+use crate::suggest::unknown_key_hint;
 use crate::tree::{Entry, Node, Value};
 
 /// The text of a scalar; `expected` names what else would have been right.
@@ -77,7 +77,7 @@ impl<'a> Fields<'a> {
         };
         for entry in entries {
             if !known.contains(&entry.key.as_str()) {
-                let hint = did_you_mean(&entry.key, known.iter().copied());
+                let hint = unknown_key_hint(&entry.key, known.iter().copied());
                 report.error(entry.key_mark, format!("unknown key `{}`{hint}", entry.key));
             }
         }
@@ -103,5 +103,52 @@ impl<'a> Fields<'a> {
         parse(node)
             .map_err(|why| report.error(node.mark, format!("{key}: {why}")))
             .ok()
+    }
+}
+
+/// One of an enum's names (`restart: always`), worded for people rather than
+/// in serde's terms ("unknown variant").
+pub fn choice<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    use serde::de::value::StrDeserializer;
+    T::deserialize(StrDeserializer::<ChoiceError>::new(text)).map_err(|err| err.0)
+}
+
+/// serde's error for `choice`, with our wording for an unknown name.
+#[derive(Debug)]
+struct ChoiceError(String);
+
+impl std::fmt::Display for ChoiceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ChoiceError {}
+
+impl serde::de::Error for ChoiceError {
+    fn custom<M: std::fmt::Display>(msg: M) -> Self {
+        ChoiceError(msg.to_string())
+    }
+
+    fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
+        let hint = crate::suggest::did_you_mean(variant, expected.iter().copied());
+        ChoiceError(format!(
+            "`{variant}` is not one of {}{hint}",
+            expected.join(", ")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::RestartPolicy;
+
+    #[test]
+    fn unknown_names_are_worded_without_serde_terms() {
+        let err = choice::<RestartPolicy>("alwyas").unwrap_err();
+        assert!(!err.contains("variant"), "{err}");
+        assert!(err.starts_with("`alwyas` is not one of "), "{err}");
+        assert!(err.ends_with("did you mean always?"), "{err}");
     }
 }

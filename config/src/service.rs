@@ -3,9 +3,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::de::value::{Error as ValueError, StrDeserializer};
-use serde::Deserialize;
-
 use crate::diagnostic::{Mark, Report};
 use crate::names;
 use crate::paths;
@@ -45,6 +42,16 @@ const NAMESPACE_NAMES: &[&str] = &["pid", "mount", "uts", "ipc", "net", "cgroup"
 pub struct Read {
     pub service: Service,
     pub dependency_marks: Vec<Mark>,
+}
+
+impl Read {
+    /// A service with every default, of which nothing more is reported.
+    pub fn empty(name: &str) -> Read {
+        Read {
+            service: defaults(name),
+            dependency_marks: Vec::new(),
+        }
+    }
 }
 
 /// Reads service `name` (key at `name_mark`) from `node`. Every problem is
@@ -299,8 +306,7 @@ fn namespaces(report: &mut Report, node: &Node) -> Namespaces {
 }
 
 fn restart_policy(text: &str) -> Result<RestartPolicy, String> {
-    RestartPolicy::deserialize(StrDeserializer::<ValueError>::new(text))
-        .map_err(|err| err.to_string())
+    crate::read::choice(text)
 }
 
 /// The names listed, without repeats, and where each is written.

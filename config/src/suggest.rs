@@ -7,6 +7,41 @@ pub fn did_you_mean<'a>(word: &str, known: impl IntoIterator<Item = &'a str>) ->
         .unwrap_or_default()
 }
 
+/// Compose's names for what this file spells differently: (Compose's, ours).
+const COMPOSE_NAMES: &[(&str, &str)] = &[
+    ("volumes", "mounts"),
+    ("environment", "env"),
+    ("stop_grace_period", "stop_timeout"),
+    ("working_dir", "workdir"),
+    ("read_only", "readonly_rootfs"),
+    ("deploy", "limits"),
+    ("mem_limit", "limits: {memory}"),
+    ("memswap_limit", "limits: {memory_swap}"),
+    ("pids_limit", "limits: {pids}"),
+    ("blkio_config", "limits: {io_weight}"),
+    ("entrypoint", "command"),
+];
+
+/// The hint for an unknown key: a pointer to our name when `word` is
+/// Compose's name for one of `known`, else a "did you mean" as above.
+pub fn unknown_key_hint<'a>(
+    word: &str,
+    known: impl IntoIterator<Item = &'a str> + Clone,
+) -> String {
+    let ours = COMPOSE_NAMES
+        .iter()
+        .find(|(compose, _)| *compose == word)
+        .map(|(_, ours)| *ours)
+        .filter(|ours| {
+            let key = ours.split(':').next().unwrap_or(ours);
+            known.clone().into_iter().any(|k| k == key)
+        });
+    match ours {
+        Some(ours) => format!(": Compose's `{word}` is `{ours}` here"),
+        None => did_you_mean(word, known),
+    }
+}
+
 /// The known word closest to `word`, if it is close enough to be a likely typo:
 /// at most a third of its letters (at least one) edited.
 pub fn closest<'a>(word: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
@@ -28,6 +63,22 @@ pub fn closest<'a>(word: &str, known: impl IntoIterator<Item = &'a str>) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn composes_names_point_to_ours() {
+        let keys = ["mounts", "env", "stop_timeout", "limits"];
+        assert_eq!(
+            unknown_key_hint("volumes", keys),
+            ": Compose's `volumes` is `mounts` here"
+        );
+        assert_eq!(
+            unknown_key_hint("mem_limit", keys),
+            ": Compose's `mem_limit` is `limits: {memory}` here"
+        );
+        assert_eq!(unknown_key_hint("envv", keys), ", did you mean env?");
+        // Only where the key is one of this mapping's.
+        assert_eq!(unknown_key_hint("volumes", ["source", "target"]), "");
+    }
 
     #[test]
     fn suggests_the_closest_known_word() {

@@ -81,7 +81,10 @@ pub fn parse(text: &str, report: &mut Report) -> Option<Node> {
         let (event, span) = match event {
             Ok(event) => event,
             Err(err) => {
-                let message = format!("YAML syntax error: {}", err.info());
+                let mut message = format!("YAML syntax error: {}", err.info());
+                if let Some(open) = builder.stack.last() {
+                    message.push_str(&open.while_parsing(text));
+                }
                 builder.report.error(mark(err.marker()), message);
                 return None;
             }
@@ -133,6 +136,28 @@ enum Open {
         /// rejected, whose value is dropped.
         key: Option<Option<(String, Mark)>>,
     },
+}
+
+impl Open {
+    /// " (in the flow sequence that starts at 3:14)": where the construct
+    /// that the error left unclosed began, as PyYAML says it.
+    fn while_parsing(&self, text: &str) -> String {
+        let (at, map) = match self {
+            Open::Seq { mark, .. } => (*mark, false),
+            Open::Map { mark, .. } => (*mark, true),
+        };
+        let first = text
+            .lines()
+            .nth(at.line - 1)
+            .and_then(|line| line.chars().nth(at.column - 1));
+        let what = match (first, map) {
+            (Some('['), _) => "flow sequence",
+            (Some('{'), _) => "flow mapping",
+            (_, false) => "list",
+            (_, true) => "mapping",
+        };
+        format!(" (in the {what} that starts at {}:{})", at.line, at.column)
+    }
 }
 
 /// An anchored node, ready to be copied where an alias names it.

@@ -47,30 +47,52 @@ pub fn duration(text: &str) -> Result<Duration, String> {
     }
 }
 
-/// Bytes, or a whole number with `K`, `M` or `G` (powers of 1024); more than 0.
+/// Bytes, or a number with a unit as Docker and Compose write them: `K`, `M`,
+/// `G` (or `KB`, `MB`, `GB`, `KiB`, ...; any case), powers of 1024 as Docker
+/// takes them, fractions allowed (`1.5g`); more than 0.
 pub fn size(text: &str) -> Result<u64, String> {
-    let malformed =
-        || format!("malformed size `{text}`: use bytes or a whole number with K, M or G, e.g. 64M");
+    let malformed = || {
+        format!("malformed size `{text}`: use bytes or a number with K, M or G, e.g. 64M or 1.5G")
+    };
     if text.starts_with('-') {
         return Err(format!("size `{text}` must be greater than 0"));
     }
     let split = text
-        .find(|c: char| !c.is_ascii_digit())
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let multiplier: u64 = match unit.to_ascii_uppercase().as_str() {
-        "" => 1,
+    let unit = unit.to_ascii_uppercase();
+    let unit = unit
+        .strip_suffix("IB")
+        .or_else(|| unit.strip_suffix('B').filter(|u| !u.is_empty()))
+        .unwrap_or(&unit);
+    let multiplier: u64 = match unit {
+        "" | "B" => 1,
         "K" => 1 << 10,
         "M" => 1 << 20,
         "G" => 1 << 30,
+        "T" => 1 << 40,
         _ => return Err(malformed()),
     };
-    let number: u64 = number.parse().map_err(|_| malformed())?;
-    match number.checked_mul(multiplier) {
-        Some(0) => Err(format!("size `{text}` must be greater than 0")),
-        Some(bytes) => Ok(bytes),
-        None => Err(format!("size `{text}` is too large")),
+    if number.is_empty() || number.starts_with('.') || number.ends_with('.') {
+        return Err(malformed());
     }
+    let too_large = || format!("size `{text}` is too large");
+    let bytes = if number.contains('.') {
+        let value: f64 = number.parse().map_err(|_| malformed())?;
+        let bytes = value * multiplier as f64;
+        if bytes >= u64::MAX as f64 {
+            return Err(too_large());
+        }
+        bytes.round() as u64
+    } else {
+        let whole: u64 = number.parse().map_err(|_| too_large())?;
+        whole.checked_mul(multiplier).ok_or_else(too_large)?
+    };
+    if bytes == 0 {
+        return Err(format!("size `{text}` must be greater than 0"));
+    }
+    Ok(bytes)
 }
 
 /// CPUs as a decimal number, e.g. `0.5` or `2`, expressible as a CFS quota.
@@ -211,12 +233,27 @@ mod tests {
     }
 
     #[test]
+    fn sizes_take_dockers_spellings() {
+        assert_eq!(size("64MB"), Ok(64 << 20));
+        assert_eq!(size("64mb"), Ok(64 << 20));
+        assert_eq!(size("64MiB"), Ok(64 << 20));
+        assert_eq!(size("1.5g"), Ok(3 << 29));
+        assert_eq!(size("512b"), Ok(512));
+        assert_eq!(size("1kB"), Ok(1024));
+        assert_eq!(size("1T"), Ok(1 << 40));
+    }
+
+    #[test]
     fn zero_negative_and_malformed_sizes_are_refused() {
         assert!(size("0").unwrap_err().contains("greater than 0"));
         assert!(size("0M").unwrap_err().contains("greater than 0"));
         assert!(size("-5M").unwrap_err().contains("greater than 0"));
-        assert!(size("64MB").unwrap_err().contains("malformed"));
-        assert!(size("1.5G").unwrap_err().contains("malformed"));
+        assert!(size("64MBB").unwrap_err().contains("malformed"));
+        assert!(size("1.5.1G").unwrap_err().contains("malformed"));
+        assert!(size(".5G").unwrap_err().contains("malformed"));
+        assert!(size("5.G").unwrap_err().contains("malformed"));
+        assert!(size("0.0000001K").unwrap_err().contains("greater than 0"));
+        assert!(size("64X").unwrap_err().contains("malformed"));
         assert!(size("M").unwrap_err().contains("malformed"));
         assert!(size("").unwrap_err().contains("malformed"));
         assert!(size("99999999999G").unwrap_err().contains("too large"));

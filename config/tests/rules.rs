@@ -189,7 +189,18 @@ fn unknown_keys_suggest_the_closest() {
             "    comand: x\n",
             "4:5: unknown key `comand`, did you mean command?",
         ),
-        ("    volumes: []\n", "4:5: unknown key `volumes`"),
+        (
+            "    volumes: []\n",
+            "4:5: unknown key `volumes`: Compose's `volumes` is `mounts` here",
+        ),
+        (
+            "    environment: []\n",
+            "4:5: unknown key `environment`: Compose's `environment` is `env` here",
+        ),
+        (
+            "    stop_grace_period: 5s\n",
+            "4:5: unknown key `stop_grace_period`: Compose's `stop_grace_period` is `stop_timeout` here",
+        ),
         (
             "    limits: {memroy: 1M}\n",
             "4:14: unknown key `memroy`, did you mean memory?",
@@ -332,10 +343,19 @@ fn signals_by_name_or_number() {
 }
 
 #[test]
+fn dedented_service_keys_are_named_as_such() {
+    let list = problems("services:\n  web:\n  command: x\n  image: busybox\n  db:\n    command: y\n    depends_on: [web]\n");
+    assert_eq!(
+        list,
+        ["2:3: service web has no keys: `command` (line 3) and the keys after it are at the indentation of the service names; indent them under `web:`"]
+    );
+}
+
+#[test]
 fn restart_policy_and_driver_are_known_words() {
     web_problems(&[(
         "    restart: sometimes\n",
-        "4:14: restart: unknown variant `sometimes`, expected one of `never`, `on-failure`, `always`",
+        "4:14: restart: `sometimes` is not one of never, on-failure, always",
     )]);
     assert_eq!(
         service(&web("    restart: never\n")).restart,
@@ -343,7 +363,7 @@ fn restart_policy_and_driver_are_known_words() {
     );
     assert_eq!(
         problem("cgroup_driver: v3\nservices: {}\n"),
-        "1:16: cgroup_driver: unknown variant `v3`, expected one of `auto`, `v1`, `v2`"
+        "1:16: cgroup_driver: `v3` is not one of auto, v1, v2, did you mean v1?"
     );
 }
 
@@ -578,6 +598,16 @@ fn syntax_errors_have_a_position() {
     let list = problems("services:\n  web: [a\n");
     assert_eq!(list.len(), 1);
     assert!(list[0].starts_with("3:1: YAML syntax error"), "{list:?}");
+    assert!(
+        list[0].ends_with("(in the flow sequence that starts at 2:8)"),
+        "{list:?}"
+    );
+    assert_eq!(
+        problem("services:\n  web: {command: x,\n  b: 1\n"),
+        "3:3: YAML syntax error: invalid indentation in flow construct (in the flow mapping that starts at 2:8)"
+    );
+    assert!(problem("services:\n  web:\n    command: x\n   image: 3\n")
+        .ends_with("(in the mapping that starts at 2:3)"),);
     assert!(problem("services: {}\n---\nservices: {}\n").contains("a second YAML document"));
     assert_eq!(
         problem("services: !custom {}\n"),
