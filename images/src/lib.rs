@@ -13,6 +13,7 @@ mod procfs;
 mod progress;
 mod rootfs;
 mod store;
+#[allow(unsafe_code)]
 mod sys;
 mod unpack;
 mod writer;

@@ -20,6 +20,7 @@ mod reap;
 mod signals;
 mod spawn;
 mod supervise;
+#[allow(unsafe_code)]
 mod sys;
 mod terminal;
 

@@ -216,7 +216,12 @@ impl SignalWait {
                 8usize,
             ) as c_int
         })?;
-        /// The kernel's struct sigaction on x86_64.
+        /// The kernel's struct sigaction on x86_64 and aarch64 (handler,
+        /// flags, restorer, mask). Only SIG_DFL is ever passed, all zeros:
+        /// where the kernel's struct has no restorer (riscv64) or 32-bit
+        /// fields (arm), an all-zero struct at least as large still reads as
+        /// SIG_DFL, no flags and an empty mask; the size passed below is the
+        /// kernel's sigset size, 8 bytes, on every 64-signal architecture.
         #[repr(C)]
         struct KernelSigaction {
             handler: usize,

@@ -77,6 +77,16 @@ pub enum Command {
     /// Manage root filesystem images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Print a shell completion script (e.g. `supervisor completions bash > /etc/bash_completion.d/supervisor`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages for supervisor and each of its commands into DIR.
+    Manpages {
+        /// Where the pages go (created if missing), e.g. /usr/local/share/man/man1.
+        dir: PathBuf,
+    },
     /// Internal: sets up a service's container inside its new namespaces, then
     /// execs init. Started by the supervisor itself, never by users.
     #[command(hide = true, name = "container-setup")]

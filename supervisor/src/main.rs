@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod container;
 mod daemon;
+mod docs;
 mod human;
 mod image_cmd;
 mod logs;
@@ -42,6 +43,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             command,
         } => container::run_foreground(&config.config, &name, command),
         Command::ContainerSetup => container::setup_main(),
+        Command::Completions { shell } => docs::completions(shell).map(|()| ExitCode::SUCCESS),
+        Command::Manpages { dir } => docs::manpages(&dir).map(|()| ExitCode::SUCCESS),
         Command::Image(cmd) => image_cmd::run(cmd),
         other => client::run(other, state_dir),
     }

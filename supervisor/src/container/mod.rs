@@ -14,6 +14,7 @@ mod run;
 mod setup;
 mod spawn;
 mod spec;
+#[allow(unsafe_code)]
 mod sys;
 mod user;
 
