@@ -29,7 +29,13 @@ fn import(
     name: &str,
     source: &Path,
 ) -> Result<images::ImageInfo, images::Error> {
-    images::import(images_dir, name, source, &no_progress)
+    images::import(
+        images_dir,
+        name,
+        source,
+        images::Existing::Refuse,
+        &no_progress,
+    )
 }
 
 fn rootfs(images_dir: &Path, name: &str) -> PathBuf {
@@ -743,6 +749,53 @@ fn rm_is_refused_while_a_service_holds_a_lease() {
     ));
     let out = supervisor(&["image", "rm", "../etc"], &images_dir);
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid image name"));
+}
+
+#[test]
+fn import_force_swaps_an_image_atomically_unless_in_use() {
+    let (tmp, images_dir) = scratch();
+    let source = |text: &str| {
+        let dir = tmp.path().join(format!("src-{text}"));
+        fs::create_dir_all(dir.join("etc")).unwrap();
+        fs::write(dir.join("etc/version"), text).unwrap();
+        dir
+    };
+    let (one, two) = (source("one"), source("two"));
+    let import = |dir: &Path, force: bool| {
+        let mut args = vec!["image", "import", "app", dir.to_str().unwrap()];
+        if force {
+            args.push("--force");
+        }
+        supervisor(&args, &images_dir)
+    };
+    let version = || fs::read_to_string(rootfs(&images_dir, "app").join("etc/version")).unwrap();
+    assert!(import(&one, false).status.success());
+
+    // Without --force an existing image is kept.
+    let out = import(&two, false);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("already exists"), "{stderr}");
+    assert_eq!(version(), "one");
+
+    // Refused while a service holds a lease, and nothing changes.
+    let lease = images::lease(&images_dir, "app").unwrap();
+    let out = import(&two, true);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("in use"), "{stderr}");
+    assert_eq!(version(), "one");
+    drop(lease);
+
+    // Replaced, and nothing of the old image or the import is left beside it.
+    let out = import(&two, true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(version(), "two");
+    assert_eq!(entries(&images_dir), ["app"]);
 }
 
 // ---- setup_rootfs -----------------------------------------------------------

@@ -387,11 +387,18 @@ fn setup_failures_are_clear_errors() {
 }
 
 #[test]
-fn bad_config_or_unknown_service_fails_with_one_message() {
+fn bad_config_or_unknown_service_exits_125_with_one_message() {
     let fx = Fixture::new();
     let config = fx.config(&fx.service("fine", "exit 0", ""));
+    let output = fx.run(&config, "fien", &[]);
+    assert_eq!(output.status.code(), Some(125));
+    assert!(
+        stderr(&output).contains("no service named fien, did you mean fine?"),
+        "{}",
+        stderr(&output)
+    );
     let output = fx.run(&config, "nosuch", &[]);
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(125));
     assert!(
         stderr(&output).contains("no service named nosuch"),
         "{}",
@@ -400,7 +407,7 @@ fn bad_config_or_unknown_service_fails_with_one_message() {
 
     let broken = fx.config(&fx.service("broken", "exit 0", "    limits:\n      memory: lots\n"));
     let output = fx.run(&broken, "broken", &[]);
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(125));
     let expected = format!("{}:", broken.display());
     assert!(
         stderr(&output).starts_with(&expected),

@@ -20,6 +20,7 @@ mod units;
 use std::path::{Path, PathBuf};
 
 pub use diagnostic::{Diagnostic, Errors};
+pub use suggest::did_you_mean;
 pub use types::*;
 pub use units::MAX_DURATION;
 

@@ -46,6 +46,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the message already names the image ("image \"web\" not
+    /// found ..."), so that a caller adds no "image: " of its own.
+    pub fn names_the_image(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidName(_)
+                | Error::NotFound { .. }
+                | Error::Exists { .. }
+                | Error::InUse { .. }
+                | Error::BeingRemoved { .. }
+        )
+    }
+
     pub(crate) fn io(path: impl AsRef<Path>, error: impl Into<io::Error>) -> Error {
         Error::Io {
             path: path.as_ref().to_path_buf(),

@@ -22,5 +22,6 @@ pub use error::Error;
 pub use progress::{Progress, ProgressFn};
 pub use rootfs::{setup_rootfs, BindMount, RootfsSpec, INIT_PATH};
 pub use store::{
-    build_busybox, import, lease, list, remove, resolve_image, validate_name, ImageInfo, ImageLease,
+    build_busybox, import, lease, list, remove, resolve_image, validate_name, Existing, ImageInfo,
+    ImageLease,
 };

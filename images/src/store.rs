@@ -78,11 +78,13 @@ pub fn resolve_image(images_dir: &Path, image: &config::ImageRef) -> Result<Path
 
 /// Imports `source` (a tarball, plain, gzip or zstd; an OCI or docker-save
 /// layout, as a directory or tarball; or a plain directory) as image `name`.
-/// A tarball may also be a pipe (`/dev/stdin`), read once.
+/// A tarball may also be a pipe (`/dev/stdin`), read once. An image of the
+/// same name is an error, unless `existing` says to replace it.
 pub fn import(
     images_dir: &Path,
     name: &str,
     source: &Path,
+    existing: Existing,
     progress: &ProgressFn<'_>,
 ) -> Result<ImageInfo, Error> {
     let meta = fs::metadata(source).map_err(|e| Error::io(source, e))?;
@@ -91,20 +93,20 @@ pub fn import(
         .display()
         .to_string();
     if meta.is_dir() && oci::is_layout_dir(source) {
-        return create(images_dir, name, &source_text, |_, writer| {
+        return create(images_dir, name, &source_text, existing, |_, writer| {
             oci::apply(&oci::Layout::Dir(source.to_path_buf()), writer, progress)
                 .map(|()| "oci-layout")
         });
     }
     if meta.is_dir() {
-        return create(images_dir, name, &source_text, |_, writer| {
+        return create(images_dir, name, &source_text, existing, |_, writer| {
             let counter = Counter::new(progress, None);
             Copy::new(writer, &counter, images_dir)?
                 .run(source)
                 .map(|()| "directory")
         });
     }
-    create(images_dir, name, &source_text, |tmp, writer| {
+    create(images_dir, name, &source_text, existing, |tmp, writer| {
         let file = File::open(source).map_err(|e| Error::io(source, e))?;
         let counter = Counter::new(progress, meta.is_file().then_some(meta.len()));
         let mut input = BufReader::new(counter.wrap(file));
@@ -146,9 +148,19 @@ pub fn import(
 /// Builds image `name` from the host's static busybox (see `busybox::build`).
 pub fn build_busybox(images_dir: &Path, name: &str) -> Result<ImageInfo, Error> {
     let source = busybox::find()?.display().to_string();
-    create(images_dir, name, &source, |_, writer| {
+    create(images_dir, name, &source, Existing::Refuse, |_, writer| {
         busybox::build(writer.root_path()).map(|()| "busybox")
     })
+}
+
+/// What an import does when an image of the same name exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Fail with `Error::Exists`.
+    Refuse,
+    /// Swap the new image in, atomically, and remove the old one; refused
+    /// while a service uses it.
+    Replace,
 }
 
 /// Creates image `name`: `fill` writes the root filesystem (it may keep
@@ -158,6 +170,7 @@ fn create(
     images_dir: &Path,
     name: &str,
     source: &str,
+    existing: Existing,
     fill: impl FnOnce(&Path, &mut Writer) -> Result<&'static str, Error>,
 ) -> Result<ImageInfo, Error> {
     validate_name(name)?;
@@ -168,12 +181,17 @@ fn create(
         .map_err(|e| Error::io(images_dir, e))?;
     let _running = start_import(images_dir)?;
     let target = images_dir.join(name);
-    if fs::symlink_metadata(&target).is_ok() {
-        return Err(Error::Exists {
-            name: name.to_string(),
-            dir: images_dir.to_path_buf(),
-        });
-    }
+    // The old image, locked against new leases from here to the swap.
+    let replaced = match (fs::symlink_metadata(&target).is_ok(), existing) {
+        (false, _) => None,
+        (true, Existing::Refuse) => {
+            return Err(Error::Exists {
+                name: name.to_string(),
+                dir: images_dir.to_path_buf(),
+            })
+        }
+        (true, Existing::Replace) => Some(lock_unused(images_dir, name)?),
+    };
     // Mode 0700: host users cannot reach the image's set-id programs.
     let tmp = tempfile::Builder::new()
         .prefix(&format!("{TMP_PREFIX}{name}-"))
@@ -203,6 +221,12 @@ fn create(
     fs::write(&meta_path, json).map_err(|e| Error::io(&meta_path, e))?;
     // Durable before it becomes visible: a crash never leaves a named image with missing data.
     nix::unistd::syncfs(root.fd().as_raw_fd()).map_err(|e| Error::io(&rootfs, e))?;
+    if replaced.is_some() {
+        // One rename swaps them: the name never lacks an image. The old one,
+        // now at the temporary path, goes with `tmp`.
+        sys::rename_exchange(tmp.path(), &target).map_err(|e| Error::io(&target, e))?;
+        return Ok(info);
+    }
     match sys::rename_noreplace(tmp.path(), &target) {
         Ok(()) => {
             let _ = tmp.keep();
@@ -304,24 +328,28 @@ pub fn list(images_dir: &Path) -> Result<Vec<ImageInfo>, Error> {
 /// Removes image `name`; refused while a service holds a lease on it.
 pub fn remove(images_dir: &Path, name: &str) -> Result<(), Error> {
     validate_name(name)?;
-    let dir = open_image_dir(images_dir, name)?;
     let _running = start_import(images_dir)?;
     let path = images_dir.join(name);
-    let locked = match Flock::lock(dir, FlockArg::LockExclusiveNonblock) {
-        Ok(locked) => locked,
-        Err((_, Errno::EWOULDBLOCK)) => {
-            return Err(Error::InUse {
-                name: name.to_string(),
-            })
-        }
-        Err((_, e)) => return Err(Error::io(&path, e)),
-    };
+    let locked = lock_unused(images_dir, name)?;
     // Renamed first, so an interrupted removal leaves a leftover, never half an image.
     let doomed = images_dir.join(format!("{TMP_PREFIX}rm-{name}-{}", std::process::id()));
     sys::rename_noreplace(&path, &doomed).map_err(|e| Error::io(&path, e))?;
     fs::remove_dir_all(&doomed).map_err(|e| Error::io(&doomed, e))?;
     drop(locked);
     Ok(())
+}
+
+/// Image `name`'s directory locked exclusively: no service holds a lease on
+/// it, and none can take one while the lock is held.
+fn lock_unused(images_dir: &Path, name: &str) -> Result<Flock<File>, Error> {
+    let dir = open_image_dir(images_dir, name)?;
+    match Flock::lock(dir, FlockArg::LockExclusiveNonblock) {
+        Ok(locked) => Ok(locked),
+        Err((_, Errno::EWOULDBLOCK)) => Err(Error::InUse {
+            name: name.to_string(),
+        }),
+        Err((_, e)) => Err(Error::io(images_dir.join(name), e)),
+    }
 }
 
 fn open_image_dir(images_dir: &Path, name: &str) -> Result<File, Error> {

@@ -44,6 +44,15 @@ pub(crate) fn openat_in_root(
 
 /// Renames `from` to `to`, failing with EEXIST instead of replacing an existing `to`.
 pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> nix::Result<()> {
+    renameat2(from, to, libc::RENAME_NOREPLACE)
+}
+
+/// Swaps `from` and `to`, both of which must exist, in one atomic rename.
+pub(crate) fn rename_exchange(from: &Path, to: &Path) -> nix::Result<()> {
+    renameat2(from, to, libc::RENAME_EXCHANGE)
+}
+
+fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> nix::Result<()> {
     let from = CString::new(from.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
     let to = CString::new(to.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
     // SAFETY: both pointers are valid NUL-terminated strings that outlive the call.
@@ -54,7 +63,7 @@ pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> nix::Result<()> {
             from.as_ptr(),
             libc::AT_FDCWD,
             to.as_ptr(),
-            libc::RENAME_NOREPLACE,
+            flags,
         )
     };
     Errno::result(res).map(drop)

@@ -129,8 +129,13 @@ pub struct ImagesDirArgs {
 pub enum ImageCommand {
     /// Import a root filesystem: an export tarball (plain, gzip, zstd), an OCI layout, or a directory.
     Import {
+        /// The image's name (letters, digits, ., _ and -).
         name: String,
+        /// A tarball (plain, gzip or zstd; /dev/stdin reads a pipe), an OCI layout or a directory.
         file: PathBuf,
+        /// Replace an image of the same name, atomically (refused while a service uses it).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         dirs: ImagesDirArgs,
     },
@@ -141,12 +146,14 @@ pub enum ImageCommand {
     },
     /// Remove an image (refused while a service uses it).
     Rm {
+        /// The image to remove.
         name: String,
         #[command(flatten)]
         dirs: ImagesDirArgs,
     },
     /// Build a busybox root filesystem from the host's static busybox.
     BuildBusybox {
+        /// The new image's name.
         name: String,
         #[command(flatten)]
         dirs: ImagesDirArgs,

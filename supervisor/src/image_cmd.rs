@@ -12,10 +12,19 @@ use crate::cli::{ImageCommand, ImagesDirArgs};
 
 pub fn run(cmd: ImageCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        ImageCommand::Import { name, file, dirs } => {
+        ImageCommand::Import {
+            name,
+            file,
+            force,
+            dirs,
+        } => {
             let dir = images_dir(&dirs)?;
             let bar = ProgressLine::new(&name);
-            let info = images::import(&dir, &name, &file, &|p| bar.show(p));
+            let existing = match force {
+                true => images::Existing::Replace,
+                false => images::Existing::Refuse,
+            };
+            let info = images::import(&dir, &name, &file, existing, &|p| bar.show(p));
             bar.clear();
             let info = info.with_context(|| format!("import {name}"))?;
             println!(

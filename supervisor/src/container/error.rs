@@ -8,7 +8,7 @@ use super::user::UserError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
-    #[error("image: {0}")]
+    #[error("{}", image_message(.0))]
     Image(#[from] images::Error),
     #[error("{0}")]
     User(#[from] UserError),
@@ -32,6 +32,14 @@ pub enum SpawnError {
     /// The child's own message: "workdir /x: No such file or directory" etc.
     #[error("{0}")]
     Setup(String),
+}
+
+/// "image: ..." unless the message already names the image.
+fn image_message(err: &images::Error) -> String {
+    match err.names_the_image() {
+        true => err.to_string(),
+        false => format!("image: {err}"),
+    }
 }
 
 pub(super) fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SpawnError {

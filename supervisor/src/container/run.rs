@@ -31,6 +31,9 @@ const FORWARDED: [Signal; 7] = [
     Signal::SIGWINCH,
 ];
 
+/// Runs service `name` of the file in the foreground. Exit status as
+/// `docker run`: the service's own, or 125 for any error of the supervisor
+/// itself (a bad file, an unknown service, a container that cannot start).
 pub fn run_foreground(
     config_path: &Path,
     name: &str,
@@ -47,16 +50,33 @@ pub fn run_foreground(
             if !errors.to_string().ends_with('\n') {
                 eprintln!();
             }
-            return Ok(ExitCode::FAILURE);
+            return Ok(ExitCode::from(START_FAILED));
         }
     };
-    let service = config
-        .service(name)
-        .with_context(|| format!("{}: no service named {name}", config_path.display()))?;
+    match run_service(&config, config_path, name, command) {
+        Ok(code) => Ok(code),
+        Err(err) => {
+            eprintln!("supervisor: {err:#}");
+            Ok(ExitCode::from(START_FAILED))
+        }
+    }
+}
+
+fn run_service(
+    config: &config::Config,
+    config_path: &Path,
+    name: &str,
+    command: Vec<OsString>,
+) -> anyhow::Result<ExitCode> {
+    let service = config.service(name).with_context(|| {
+        let known = config.services.iter().map(|s| s.name.as_str());
+        let hint = config::did_you_mean(name, known);
+        format!("{}: no service named {name}{hint}", config_path.display())
+    })?;
     let signals = block_signals()?;
     let terminal = Terminal::save();
     let request = SpawnRequest {
-        config: &config,
+        config,
         service,
         command: (!command.is_empty()).then_some(command),
         stdio: Stdio::Inherit,
@@ -67,10 +87,7 @@ pub fn run_foreground(
     // No daemon keeps the parent group: remove it unless others use it.
     let parent_removed = super::remove_cgroup_parent(config.cgroup_driver, &config.cgroup_parent);
     match outcome {
-        Err(RunError::Start(err)) => {
-            eprintln!("supervisor: run {name}: {err}");
-            Ok(ExitCode::from(START_FAILED))
-        }
+        Err(RunError::Start(err)) => Err(anyhow::Error::from(err).context(format!("run {name}"))),
         Err(RunError::Run(err)) => Err(err.context(format!("run {name}"))),
         Ok(code) => {
             parent_removed
