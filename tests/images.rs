@@ -42,7 +42,7 @@ fn rootfs(images_dir: &Path, name: &str) -> PathBuf {
     images_dir.join(name).join("rootfs")
 }
 
-/// Names in `images_dir` other than `.lock`: images and leftovers.
+/// Names in `images_dir` other than `.lock` and `.leases`: images and leftovers.
 fn entries(images_dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(images_dir)
         .map(|rd| {
@@ -50,7 +50,7 @@ fn entries(images_dir: &Path) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default();
-    names.retain(|n| n != ".lock");
+    names.retain(|n| n != ".lock" && n != ".leases");
     names.sort();
     names
 }
@@ -724,7 +724,8 @@ fn rm_is_refused_while_a_service_holds_a_lease() {
         "{text}"
     );
 
-    let lease = images::lease(&images_dir, "demo").unwrap();
+    let lease = images::lease(&images_dir, "demo", "service web (state_dir /x)").unwrap();
+    let second = images::lease(&images_dir, "demo", "service db (state_dir /y)").unwrap();
     assert_eq!(lease.rootfs(), rootfs_dir);
     let err = images::remove(&images_dir, "demo").unwrap_err();
     assert!(matches!(err, images::Error::InUse { .. }), "{err}");
@@ -732,9 +733,21 @@ fn rm_is_refused_while_a_service_holds_a_lease() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("in use"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "image \"demo\" is in use by service db (state_dir /y), service web (state_dir /x)"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("image: image"), "{stderr}");
     assert!(rootfs_dir.join("bin/busybox").is_file());
 
+    drop(second);
+    let err = images::remove(&images_dir, "demo").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "image \"demo\" is in use by service web (state_dir /x)"
+    );
     drop(lease);
     let out = supervisor(&["image", "rm", "demo"], &images_dir);
     assert!(
@@ -743,8 +756,10 @@ fn rm_is_refused_while_a_service_holds_a_lease() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(entries(&images_dir), Vec::<String>::new());
+    let records = fs::read_dir(images_dir.join(".leases")).unwrap().count();
+    assert_eq!(records, 0, "lease records left behind");
     assert!(matches!(
-        images::lease(&images_dir, "demo"),
+        images::lease(&images_dir, "demo", "test"),
         Err(images::Error::NotFound { .. })
     ));
     let out = supervisor(&["image", "rm", "../etc"], &images_dir);
@@ -779,7 +794,7 @@ fn import_force_swaps_an_image_atomically_unless_in_use() {
     assert_eq!(version(), "one");
 
     // Refused while a service holds a lease, and nothing changes.
-    let lease = images::lease(&images_dir, "app").unwrap();
+    let lease = images::lease(&images_dir, "app", "service app (state_dir /x)").unwrap();
     let out = import(&two, true);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);

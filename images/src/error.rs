@@ -37,12 +37,23 @@ pub enum Error {
     NotFound { name: String, dir: PathBuf },
     #[error("image {name:?} already exists in {dir}")]
     Exists { name: String, dir: PathBuf },
-    #[error("image {name:?} is in use by a running service")]
-    InUse { name: String },
+    #[error("image {name:?} is in use by {}", in_use_by(users))]
+    InUse {
+        name: String,
+        /// Who holds a lease, as each holder described itself.
+        users: Vec<String>,
+    },
     #[error("image {name:?} is being removed")]
     BeingRemoved { name: String },
     #[error("busybox: {0}")]
     Busybox(String),
+}
+
+fn in_use_by(users: &[String]) -> String {
+    match users {
+        [] => "a running service".to_string(),
+        users => users.join(", "),
+    }
 }
 
 impl Error {

@@ -26,6 +26,8 @@ const ROOTFS: &str = "rootfs";
 const METADATA: &str = "image.json";
 const LOCK: &str = ".lock";
 const TMP_PREFIX: &str = ".tmp-";
+/// One file per lease, `IMAGE.PID.N`, saying who holds it, locked while held.
+const LEASES: &str = ".leases";
 
 /// What `image ls` shows; stored as `NAME/image.json`.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -335,6 +337,9 @@ pub fn remove(images_dir: &Path, name: &str) -> Result<(), Error> {
     let doomed = images_dir.join(format!("{TMP_PREFIX}rm-{name}-{}", std::process::id()));
     sys::rename_noreplace(&path, &doomed).map_err(|e| Error::io(&path, e))?;
     fs::remove_dir_all(&doomed).map_err(|e| Error::io(&doomed, e))?;
+    // No lease was live (we hold the lock): whatever records remain are dead
+    // holders', removed by the look.
+    lease_holders(images_dir, name);
     drop(locked);
     Ok(())
 }
@@ -347,6 +352,7 @@ fn lock_unused(images_dir: &Path, name: &str) -> Result<Flock<File>, Error> {
         Ok(locked) => Ok(locked),
         Err((_, Errno::EWOULDBLOCK)) => Err(Error::InUse {
             name: name.to_string(),
+            users: lease_holders(images_dir, name),
         }),
         Err((_, e)) => Err(Error::io(images_dir.join(name), e)),
     }
@@ -374,6 +380,80 @@ fn open_image_dir(images_dir: &Path, name: &str) -> Result<File, Error> {
 pub struct ImageLease {
     _lock: Flock<File>,
     rootfs: PathBuf,
+    _record: Option<LeaseRecord>,
+}
+
+/// The file that names a lease's holder, locked as long as the lease lives:
+/// a file whose lock is free is a dead holder's, and is removed when found.
+#[derive(Debug)]
+struct LeaseRecord {
+    path: PathBuf,
+    _lock: Flock<File>,
+}
+
+impl Drop for LeaseRecord {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Writes the record of a lease on `name` held by `holder`. Best effort: a
+/// lease without a record still protects the image, only unnamed.
+fn record_lease(images_dir: &Path, name: &str, holder: &str) -> Option<LeaseRecord> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    let dir = images_dir.join(LEASES);
+    fs::DirBuilder::new().mode(0o700).create(&dir).ok();
+    let n = COUNT.fetch_add(1, Ordering::Relaxed);
+    let path = dir.join(format!("{name}.{}.{n}", std::process::id()));
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&path)
+        .ok()?;
+    let mut lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).ok()?;
+    io::Write::write_all(&mut *lock, holder.as_bytes()).ok()?;
+    Some(LeaseRecord { path, _lock: lock })
+}
+
+/// Who holds leases on `name`, from their records; dead holders' records
+/// are removed on the way.
+fn lease_holders(images_dir: &Path, name: &str) -> Vec<String> {
+    let dir = images_dir.join(LEASES);
+    let prefix = format!("{name}.");
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut holders = Vec::new();
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = file_name.strip_prefix(&prefix) else {
+            continue;
+        };
+        // `IMAGE.PID.N`: an image name may hold dots, the rest may not.
+        if rest.split('.').count() != 2 {
+            continue;
+        }
+        let Ok(file) = File::open(entry.path()) else {
+            continue;
+        };
+        match Flock::lock(file, FlockArg::LockSharedNonblock) {
+            Err((_, Errno::EWOULDBLOCK)) => {
+                if let Ok(holder) = fs::read_to_string(entry.path()) {
+                    holders.push(holder);
+                }
+            }
+            _ => {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+    holders.sort();
+    holders.dedup();
+    holders
 }
 
 impl ImageLease {
@@ -383,8 +463,10 @@ impl ImageLease {
     }
 }
 
-/// Takes a lease on image `name` (a shared lock on its directory).
-pub fn lease(images_dir: &Path, name: &str) -> Result<ImageLease, Error> {
+/// Takes a lease on image `name` (a shared lock on its directory) for
+/// `holder` ("service web (state_dir /run/supervisor)"), whom a refused
+/// `remove` names.
+pub fn lease(images_dir: &Path, name: &str, holder: &str) -> Result<ImageLease, Error> {
     validate_name(name)?;
     let path = images_dir.join(name);
     let dir = open_image_dir(images_dir, name)?;
@@ -411,6 +493,7 @@ pub fn lease(images_dir: &Path, name: &str) -> Result<ImageLease, Error> {
     Ok(ImageLease {
         _lock: lock,
         rootfs: path.join(ROOTFS),
+        _record: record_lease(images_dir, name, holder),
     })
 }
 

@@ -31,7 +31,14 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
         Some(image) => {
             let dir = images::resolve_image(&config.images_dir, image)?;
             let lease = match image {
-                ImageRef::Named(name) => Some(images::lease(&config.images_dir, name)?),
+                ImageRef::Named(name) => {
+                    let holder = format!(
+                        "service {} (state_dir {})",
+                        service.name,
+                        config.state_dir.display()
+                    );
+                    Some(images::lease(&config.images_dir, name, &holder)?)
+                }
                 ImageRef::Path(_) => None,
             };
             (Some(dir), lease)
