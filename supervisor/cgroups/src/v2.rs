@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::killer::Freeze;
 use crate::unified::UnifiedGroup;
-use crate::{fsops, limits, Cgroup, Error, Resources, Stats};
+use crate::{bpf, fsops, limits, Cgroup, DevicePolicy, Error, Resources, Stats};
 
 #[derive(Debug)]
 pub(crate) struct V2Cgroup {
@@ -124,6 +124,13 @@ impl V2Cgroup {
                 &value,
                 "io_weight limit: neither io.weight (io.cost) nor io.bfq.weight (BFQ) exists",
             )?;
+        }
+        if let DevicePolicy::Allow(rules) = &res.devices {
+            let dir = self.group.dir();
+            let fd = self.group.dir_fd().ok_or_else(|| {
+                Error::io("open", dir, std::io::Error::from(std::io::ErrorKind::NotFound))
+            })?;
+            bpf::attach_device_filter(fd, dir, rules)?;
         }
         Ok(())
     }
