@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::de::value::{Error as ValueError, StrDeserializer};
 use serde::Deserialize;
 
+use crate::devices;
 use crate::diagnostic::{Mark, Report};
 use crate::names;
 use crate::paths;
@@ -35,6 +36,8 @@ pub const KEYS: &[&str] = &[
     "persist",
     "mounts",
     "limits",
+    "devices",
+    "privileged",
 ];
 const MOUNT_KEYS: &[&str] = &["source", "target", "readonly"];
 const LIMIT_KEYS: &[&str] = &["memory", "memory_swap", "cpus", "pids", "io_weight"];
@@ -128,6 +131,12 @@ pub fn read(report: &mut Report, dir: &Path, name: &str, name_mark: Mark, node: 
     if let Some(node) = fields.node("limits") {
         service.limits = limits(report, node);
     }
+    if let Some(node) = fields.node("devices") {
+        service.devices = devices::devices(report, node);
+    }
+    if let Some(privileged) = fields.read(report, "privileged", boolean) {
+        service.privileged = privileged;
+    }
     check_restart_delays(report, &fields, service);
     check_namespaces(report, &fields, service);
     read
@@ -154,6 +163,8 @@ fn defaults(name: &str) -> Service {
         persist: false,
         mounts: Vec::new(),
         limits: Limits::default(),
+        devices: Vec::new(),
+        privileged: false,
     }
 }
 
