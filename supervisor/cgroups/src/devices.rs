@@ -51,6 +51,11 @@ impl DeviceAccess {
         Ok(DeviceAccess(bits))
     }
 
+    pub fn from_flags(read: bool, write: bool, mknod: bool) -> DeviceAccess {
+        let bit = |set: bool, access: DeviceAccess| if set { access.0 } else { 0 };
+        DeviceAccess(bit(read, Self::READ) | bit(write, Self::WRITE) | bit(mknod, Self::MKNOD))
+    }
+
     pub(crate) fn bits(self) -> u8 {
         self.0
     }

@@ -1,0 +1,120 @@
+//! A service's devices: the nodes its /dev gets beyond the defaults, and the
+//! device policy the kernel enforces on its cgroup (as Docker's default).
+
+
+use cgroups::{DeviceAccess, DeviceKind, DevicePolicy, DeviceRule};
+use config::Service;
+use images::DeviceNode;
+
+use super::error::SpawnError;
+
+/// Character devices every service may use: (major, minor or any, what).
+const ALLOWED: &[(u32, Option<u32>, &str)] = &[
+    (1, Some(3), "null"),
+    (1, Some(5), "zero"),
+    (1, Some(7), "full"),
+    (1, Some(8), "random"),
+    (1, Some(9), "urandom"),
+    (5, Some(0), "tty"),
+    (5, Some(1), "console"),
+    (5, Some(2), "ptmx"),
+    // Its own devpts instance; a pts node made elsewhere does not open (the
+    // kernel only opens pty slaves through their devpts).
+    (136, None, "pts"),
+];
+
+/// What `spawn` needs of a service's devices.
+pub(super) struct Devices {
+    /// Host devices to create in its /dev.
+    pub nodes: Vec<DeviceNode>,
+    /// Every host device in its /dev (privileged).
+    pub all_host_devices: bool,
+    pub policy: DevicePolicy,
+}
+
+/// Stats every configured host device (a missing one fails the start, naming it)
+/// and builds the policy; `console`: stdin is a terminal that becomes /dev/console.
+pub(super) fn resolve(service: &Service, console: bool) -> Result<Devices, SpawnError> {
+    if service.privileged {
+        return Ok(Devices {
+            nodes: Vec::new(),
+            all_host_devices: true,
+            policy: DevicePolicy::Unrestricted,
+        });
+    }
+    let mut nodes = Vec::new();
+    for device in &service.devices {
+        let node = DeviceNode::stat(&device.host, &device.container).map_err(|err| {
+            SpawnError::Device(format!("{}: {}", device.host.display(), describe(&err)))
+        })?;
+        nodes.push(node);
+    }
+    let mut rules = default_rules();
+    if console {
+        if let Some(rule) = terminal_rule() {
+            rules.push(rule);
+        }
+    }
+    for (node, device) in nodes.iter().zip(&service.devices) {
+        rules.push(DeviceRule {
+            kind: if node.block {
+                DeviceKind::Block
+            } else {
+                DeviceKind::Char
+            },
+            major: u32::try_from(node.major).ok(),
+            minor: u32::try_from(node.minor).ok(),
+            access: access(device.access),
+        });
+    }
+    Ok(Devices {
+        nodes,
+        all_host_devices: false,
+        policy: DevicePolicy::Allow(rules),
+    })
+}
+
+/// mknod of any node (it does not open), and the default devices.
+fn default_rules() -> Vec<DeviceRule> {
+    let mknod_any = |kind| DeviceRule {
+        kind,
+        major: None,
+        minor: None,
+        access: DeviceAccess::MKNOD,
+    };
+    let mut rules = vec![mknod_any(DeviceKind::Char), mknod_any(DeviceKind::Block)];
+    rules.extend(
+        ALLOWED
+            .iter()
+            .map(|&(major, minor, _)| DeviceRule::char(major, minor, DeviceAccess::ALL)),
+    );
+    rules
+}
+
+/// The terminal on stdin, which /dev/console is bound to (a pty is already allowed,
+/// a real terminal such as a serial console is not).
+fn terminal_rule() -> Option<DeviceRule> {
+    let stat = nix::sys::stat::fstat(libc::STDIN_FILENO).ok()?;
+    let rdev = stat.st_rdev;
+    Some(DeviceRule::char(
+        u32::try_from(nix::sys::stat::major(rdev)).ok()?,
+        u32::try_from(nix::sys::stat::minor(rdev)).ok(),
+        DeviceAccess::from_flags(true, true, false),
+    ))
+}
+
+fn access(access: config::DeviceAccess) -> DeviceAccess {
+    DeviceAccess::from_flags(access.read, access.write, access.mknod)
+}
+
+fn describe(err: &std::io::Error) -> String {
+    match err.raw_os_error() {
+        Some(code) => nix::errno::Errno::from_raw(code).desc().to_string(),
+        None => err.to_string(),
+    }
+}
+
+/// Whether stdin is a terminal.
+pub(super) fn stdin_is_terminal() -> bool {
+    nix::unistd::isatty(libc::STDIN_FILENO).unwrap_or(false)
+}
