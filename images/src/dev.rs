@@ -112,10 +112,7 @@ impl HostDevices {
             })
             .collect::<Result<_, Error>>()?;
         let console = match spec.console {
-            true => Some(Source::open(
-                "open the terminal",
-                Path::new("/proc/self/fd/0"),
-            )?),
+            true => Some(terminal()?),
             false => None,
         };
         Ok(HostDevices {
@@ -123,6 +120,24 @@ impl HostDevices {
             nodes,
             console,
         })
+    }
+}
+
+/// The terminal on stdin, opened by its path in this mount namespace (the file
+/// behind fd 0 belongs to the parent's, which a bind mount cannot take from).
+fn terminal() -> Result<Source, Error> {
+    let step = "find the terminal";
+    let fd0 = Path::new("/proc/self/fd/0");
+    let path = std::fs::read_link(fd0).map_err(|e| Error::setup(step, fd0, e))?;
+    let same = |meta: std::io::Result<std::fs::Metadata>| meta.map(|m| (m.dev(), m.ino()));
+    let (named, open) = (same(std::fs::metadata(&path)), same(std::fs::metadata(fd0)));
+    match (named, open) {
+        (Ok(named), Ok(open)) if named == open => Source::open("open the terminal", &path),
+        _ => Err(Error::setup(
+            step,
+            &path,
+            std::io::Error::other("stdin's terminal is not reachable by its path"),
+        )),
     }
 }
 
