@@ -47,7 +47,10 @@ fn device(text: &str) -> Result<Device, String> {
     };
     let host = absolute(host, "host device")?;
     let container = absolute(container, "device inside the service")?;
-    let name = container.strip_prefix("/dev").ok().filter(|n| !n.as_os_str().is_empty());
+    let name = container
+        .strip_prefix("/dev")
+        .ok()
+        .filter(|n| !n.as_os_str().is_empty());
     let Some(name) = name else {
         return Err(format!(
             "`{}`: the device inside the service must be under /dev",
@@ -133,9 +136,15 @@ mod tests {
     #[test]
     fn bad_entries() {
         assert!(device("dev/ttyUSB0").unwrap_err().contains("absolute"));
-        assert!(device("/dev/a:/dev/b:rx").unwrap_err().contains("permissions"));
-        assert!(device("/dev/a:/dev/b:rr").unwrap_err().contains("permissions"));
-        assert!(device("/dev/a:/dev/b:").unwrap_err().contains("permissions"));
+        assert!(device("/dev/a:/dev/b:rx")
+            .unwrap_err()
+            .contains("permissions"));
+        assert!(device("/dev/a:/dev/b:rr")
+            .unwrap_err()
+            .contains("permissions"));
+        assert!(device("/dev/a:/dev/b:")
+            .unwrap_err()
+            .contains("permissions"));
         assert!(device("/dev/a:/tmp/b").unwrap_err().contains("under /dev"));
         assert!(device("/dev/a:/dev").unwrap_err().contains("under /dev"));
         assert!(device("/dev/a:/dev/../etc").unwrap_err().contains(".."));

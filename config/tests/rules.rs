@@ -678,7 +678,14 @@ fn devices_are_host_container_and_permissions() {
     let listed: Vec<String> = web_service
         .devices
         .iter()
-        .map(|d| format!("{} {} {}", d.host.display(), d.container.display(), d.access))
+        .map(|d| {
+            format!(
+                "{} {} {}",
+                d.host.display(),
+                d.container.display(),
+                d.access
+            )
+        })
         .collect();
     assert_eq!(
         listed,

@@ -58,9 +58,7 @@ impl DeviceNode {
         let meta = std::fs::metadata(host)?;
         let kind = meta.file_type();
         if !kind.is_char_device() && !kind.is_block_device() {
-            return Err(std::io::Error::other(
-                "not a character or block device",
-            ));
+            return Err(std::io::Error::other("not a character or block device"));
         }
         Ok(DeviceNode {
             host: host.to_path_buf(),
@@ -151,7 +149,11 @@ fn host_nodes(dir: &Path, depth: usize, nodes: &mut Vec<DeviceNode>) -> Result<(
             continue;
         };
         let hidden = name.to_string_lossy().starts_with('.');
-        if kind.is_dir() && !hidden && depth < MAX_DEPTH && !NOT_COPIED_DIRS.contains(&&*name.to_string_lossy()) {
+        if kind.is_dir()
+            && !hidden
+            && depth < MAX_DEPTH
+            && !NOT_COPIED_DIRS.contains(&&*name.to_string_lossy())
+        {
             host_nodes(&path, depth + 1, nodes)?;
         } else if (kind.is_char_device() || kind.is_block_device())
             && !(depth == 0 && NOT_COPIED_NODES.contains(&&*name.to_string_lossy()))

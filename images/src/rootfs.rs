@@ -10,9 +10,9 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd::{chdir, pivot_root};
 use serde::{Deserialize, Serialize};
 
+use crate::dev::{self, DeviceNode};
 use crate::fsroot::Root;
 use crate::mounts::{self, Kind, Missing, Source, Target};
-use crate::dev::{self, DeviceNode};
 use crate::{procfs, Error};
 
 /// Where our static init is bind-mounted, read-only, in every service's root
@@ -213,7 +213,14 @@ fn mount_filesystems(
         other => other?,
     }
     let init_rel = Path::new(INIT_PATH.trim_start_matches('/'));
-    dev::setup(root, missing, spec, &sources.devices, &sources.init, init_rel)?;
+    dev::setup(
+        root,
+        missing,
+        spec,
+        &sources.devices,
+        &sources.init,
+        init_rel,
+    )?;
     procfs::harden(root)?;
     let sys = Target::resolve(root, Path::new("sys"), Kind::Dir, missing)?;
     match sys.mount_fs("mount sysfs", "sysfs", hardened | MsFlags::MS_RDONLY, "") {

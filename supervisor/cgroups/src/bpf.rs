@@ -182,8 +182,16 @@ mod tests {
         assert_eq!(run(&code, DEV_CHAR, r, 4, 64), 1);
         assert_eq!(run(&code, DEV_CHAR, w, 4, 64), 0, "read-only rule");
         assert_eq!(run(&code, DEV_CHAR, r | w, 4, 64), 0);
-        assert_eq!(run(&code, DEV_BLOCK, m, 8, 0), 1, "mknod of any block device");
+        assert_eq!(
+            run(&code, DEV_BLOCK, m, 8, 0),
+            1,
+            "mknod of any block device"
+        );
         assert_eq!(run(&code, DEV_BLOCK, r, 8, 0), 0, "but not reading it");
-        assert_eq!(run(&program(&[]), DEV_CHAR, r, 1, 3), 0, "no rules: all denied");
+        assert_eq!(
+            run(&program(&[]), DEV_CHAR, r, 1, 3),
+            0,
+            "no rules: all denied"
+        );
     }
 }

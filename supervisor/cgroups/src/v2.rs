@@ -128,7 +128,11 @@ impl V2Cgroup {
         if let DevicePolicy::Allow(rules) = &res.devices {
             let dir = self.group.dir();
             let fd = self.group.dir_fd().ok_or_else(|| {
-                Error::io("open", dir, std::io::Error::from(std::io::ErrorKind::NotFound))
+                Error::io(
+                    "open",
+                    dir,
+                    std::io::Error::from(std::io::ErrorKind::NotFound),
+                )
             })?;
             bpf::attach_device_filter(fd, dir, rules)?;
         }

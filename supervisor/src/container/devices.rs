@@ -1,7 +1,6 @@
 //! A service's devices: the nodes its /dev gets beyond the defaults, and the
 //! device policy the kernel enforces on its cgroup (as Docker's default).
 
-
 use cgroups::{DeviceAccess, DeviceKind, DevicePolicy, DeviceRule};
 use config::Service;
 use images::DeviceNode;
