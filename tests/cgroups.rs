@@ -657,6 +657,16 @@ fn device_policy_allows_only_the_listed_devices() {
             "{driver:?}: failed checks (bits: 1 read null, 2 write null, 4 read zero, \
              8 write zero denied, 16 full denied, 32 mknod, 64 mknod'ed kmsg denied)"
         );
+        // Creating the group again (a group left over) replaces its policy.
+        let full = DeviceRule::char(1, Some(7), DeviceAccess::READ);
+        let again = Resources {
+            devices: DevicePolicy::Allow(vec![full]),
+            ..Resources::default()
+        };
+        group.cg.create(&again).expect("create again");
+        let pid = group.spawn("test $(head -c 1 /dev/full | wc -c) -eq 1 && ! cat /dev/null");
+        assert_eq!(group.wait(pid).code(), Some(0), "{driver:?}: replaced");
+
         // A group without a policy leaves devices alone.
         let mut open = TestGroup::create(driver, &Resources::default());
         let pid = open.spawn("head -c 1 /dev/full > /dev/null");

@@ -100,14 +100,19 @@ fn rule_block(rule: &DeviceRule) -> Vec<Insn> {
 }
 
 /// Loads the program for `rules` and attaches it to the group whose directory is
-/// `dir` (shown as `path`). With BPF_F_ALLOW_MULTI, as runc and systemd attach: the
-/// programs of the parent groups still run, and the attachment keeps the program
-/// alive after our descriptor is closed, for as long as the group exists.
+/// `dir` (shown as `path`), replacing any device program already there (a group
+/// left over from an earlier run), as runc does: the new one is attached first,
+/// then the old ones detached, so the group is never without a policy. With
+/// BPF_F_ALLOW_MULTI, as runc and systemd attach: the programs of the parent
+/// groups still run, and the attachment keeps the program alive after our
+/// descriptor is closed, for as long as the group exists.
 pub(crate) fn attach_device_filter(
     dir: BorrowedFd<'_>,
     path: &Path,
     rules: &[DeviceRule],
 ) -> Result<(), Error> {
+    let old = sys::device_programs(dir)
+        .map_err(|errno| Error::io("query the device programs of", path, errno.into()))?;
     let code = program(rules);
     let prog = sys::load_device_program(&code).map_err(|(errno, log)| {
         let log = log.trim();
@@ -122,7 +127,12 @@ pub(crate) fn attach_device_filter(
         ))
     })?;
     sys::attach_device_program(dir, &prog)
-        .map_err(|errno| Error::io("attach the device program to", path, errno.into()))
+        .map_err(|errno| Error::io("attach the device program to", path, errno.into()))?;
+    for old in &old {
+        sys::detach_device_program(dir, old)
+            .map_err(|errno| Error::io("detach an old device program from", path, errno.into()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
