@@ -182,22 +182,19 @@ const EXTRA_DEVICE: &str = "/dev/cpu_dma_latency";
 /// (mount options, fstype, super options) of the mount at `target` in a
 /// mountinfo text, the last one mounted there.
 fn mount_at(mountinfo: &str, target: &str) -> Option<(String, String, String)> {
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let left: Vec<&str> = left.split(' ').collect();
-            let right: Vec<&str> = right.split(' ').collect();
-            if left.get(4) != Some(&target) {
-                return None;
-            }
-            Some((
-                left.get(5)?.to_string(),
-                right.first()?.to_string(),
-                right.get(2)?.to_string(),
-            ))
-        })
-        .last()
+    mountinfo.lines().rev().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let left: Vec<&str> = left.split(' ').collect();
+        let right: Vec<&str> = right.split(' ').collect();
+        if left.get(4) != Some(&target) {
+            return None;
+        }
+        Some((
+            left.get(5)?.to_string(),
+            right.first()?.to_string(),
+            right.get(2)?.to_string(),
+        ))
+    })
 }
 
 fn has_options(options: &str, wanted: &[&str]) -> bool {
