@@ -98,6 +98,7 @@ impl HostDevices {
             .iter()
             .map(|(name, _, _)| Source::open("open host device", &Path::new("/dev").join(name)))
             .collect::<Result<_, _>>()?;
+        // The configured ones first: a host node at the same path is then skipped.
         let mut nodes = spec.devices.clone();
         if spec.host_devices {
             host_nodes(Path::new("/dev"), 0, &mut nodes)?;
@@ -144,19 +145,19 @@ fn host_nodes(dir: &Path, depth: usize, nodes: &mut Vec<DeviceNode>) -> Result<(
     let entries = std::fs::read_dir(dir).map_err(|e| Error::setup("list host devices", dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| Error::setup("list host devices", dir, e))?;
-        let (path, name) = (entry.path(), entry.file_name());
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
         let Ok(kind) = entry.file_type() else {
             continue;
         };
-        let hidden = name.to_string_lossy().starts_with('.');
         if kind.is_dir()
-            && !hidden
+            && !name.starts_with('.')
             && depth < MAX_DEPTH
-            && !NOT_COPIED_DIRS.contains(&&*name.to_string_lossy())
+            && !NOT_COPIED_DIRS.contains(&name.as_str())
         {
             host_nodes(&path, depth + 1, nodes)?;
         } else if (kind.is_char_device() || kind.is_block_device())
-            && !(depth == 0 && NOT_COPIED_NODES.contains(&&*name.to_string_lossy()))
+            && !(depth == 0 && NOT_COPIED_NODES.contains(&name.as_str()))
         {
             // A node that went away meanwhile is not worth failing the start for.
             if let Ok(node) = DeviceNode::stat(&path, &path) {
