@@ -50,6 +50,11 @@ impl V1Limits {
         }
     }
 
+    /// Whether the v1 devices controller is mounted.
+    pub fn has_devices(&self) -> bool {
+        self.devices.is_some()
+    }
+
     /// Every directory, once (co-mounted controllers such as cpu,cpuacct share one).
     pub fn dirs(&self) -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = Vec::new();
@@ -85,8 +90,10 @@ impl V1Limits {
         if res.io_weight.is_some() {
             require(&self.blkio, "io_weight", "blkio")?;
         }
-        if res.devices != DevicePolicy::Unrestricted {
-            require(&self.devices, "device", "devices")?;
+        if res.devices != DevicePolicy::Unrestricted && self.devices.is_none() {
+            return Err(Error::Unsupported(
+                "device policy: the cgroup v1 devices controller is not mounted".into(),
+            ));
         }
         Ok(())
     }
@@ -133,7 +140,7 @@ impl V1Limits {
             )?;
         }
         if let DevicePolicy::Allow(rules) = &res.devices {
-            let dir = require(&self.devices, "device", "devices")?;
+            let dir = require(&self.devices, "device policy", "devices")?;
             // Deny everything, then allow each rule: one rule per write.
             fsops::write(&dir.join("devices.deny"), "a")?;
             for rule in rules {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::killer::Freeze;
 use crate::unified::UnifiedGroup;
-use crate::{bpf, fsops, limits, Cgroup, DevicePolicy, Error, Resources, Stats};
+use crate::{fsops, limits, Cgroup, DevicePolicy, Error, Resources, Stats};
 
 #[derive(Debug)]
 pub(crate) struct V2Cgroup {
@@ -126,15 +126,7 @@ impl V2Cgroup {
             )?;
         }
         if let DevicePolicy::Allow(rules) = &res.devices {
-            let dir = self.group.dir();
-            let fd = self.group.dir_fd().ok_or_else(|| {
-                Error::io(
-                    "open",
-                    dir,
-                    std::io::Error::from(std::io::ErrorKind::NotFound),
-                )
-            })?;
-            bpf::attach_device_filter(fd, dir, rules)?;
+            self.group.allow_devices(rules)?;
         }
         Ok(())
     }
