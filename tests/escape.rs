@@ -170,6 +170,315 @@ fn a_root_shell_runs_inside_the_service() {
 
 // ---- devices ----
 
+/// What a service's /dev holds by default, with no terminal (`ls -A`, sorted).
+const DEFAULT_DEV: &str =
+    "fd full init mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero";
+
+/// A harmless host character device outside the default list: reading it gives
+/// the current PM QoS latency (4 bytes); opening it for writing is what a
+/// read-only `devices:` entry must refuse.
+const EXTRA_DEVICE: &str = "/dev/cpu_dma_latency";
+
+/// (mount options, fstype, super options) of the mount at `target` in a
+/// mountinfo text, the last one mounted there.
+fn mount_at(mountinfo: &str, target: &str) -> Option<(String, String, String)> {
+    mountinfo.lines().rev().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let left: Vec<&str> = left.split(' ').collect();
+        let right: Vec<&str> = right.split(' ').collect();
+        if left.get(4) != Some(&target) {
+            return None;
+        }
+        Some((
+            left.get(5)?.to_string(),
+            right.first()?.to_string(),
+            right.get(2)?.to_string(),
+        ))
+    })
+}
+
+fn has_options(options: &str, wanted: &[&str]) -> bool {
+    wanted.iter().all(|w| options.split(',').any(|o| o == *w))
+}
+
+/// major and minor of the host's root disk: the device of `/`, else (an overlay
+/// or network root, as in the v2 VM) the first disk in /sys/block, else sda's.
+fn root_disk() -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata("/").expect("stat /").dev();
+    let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
+    if major != 0 {
+        return (major, minor);
+    }
+    let disks = std::fs::read_dir("/sys/block")
+        .into_iter()
+        .flatten()
+        .flatten();
+    for disk in disks {
+        let name = disk.file_name().to_string_lossy().into_owned();
+        if ["loop", "ram", "zram"].iter().any(|p| name.starts_with(p)) {
+            continue;
+        }
+        let text = std::fs::read_to_string(disk.path().join("dev")).unwrap_or_default();
+        if let Some((major, minor)) = text.trim().split_once(':') {
+            if let (Ok(major), Ok(minor)) = (major.parse(), minor.parse()) {
+                return (major, minor);
+            }
+        }
+    }
+    (8, 0)
+}
+
+#[test]
+fn mknod_of_the_kernel_log_does_not_open() {
+    let fx = Fixture::new();
+    let out = fx.attack(
+        "",
+        "mknod /dev/kmsg c 1 11 && echo made; head -c 300 /dev/kmsg; echo status=$?",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Nothing of the host's kernel log between the two lines.
+    assert_eq!(stdout(&out), "made\nstatus=1\n", "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Operation not permitted"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn mknod_of_the_host_root_disk_does_not_open() {
+    let fx = Fixture::new();
+    let (major, minor) = root_disk();
+    let out = fx.attack(
+        "",
+        &format!(
+            "mknod /dev/rootdisk b {major} {minor} && echo made; \
+             head -c 512 /dev/rootdisk > /tmp/sector; echo status=$?; wc -c < /tmp/sector"
+        ),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "made\nstatus=1\n0\n", "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Operation not permitted"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn dev_is_nosuid_noexec_with_only_the_default_entries() {
+    let fx = Fixture::new();
+    let out = fx.attack(
+        "",
+        "ls -A /dev | tr '\\n' ' '; echo; cp /bin/busybox /dev/bb; /dev/bb true 2>/dev/null; \
+         echo exec=$?; echo ---; cat /proc/self/mountinfo",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let (head, mountinfo) = text.split_once("---\n").expect("marker");
+    let mut lines = head.lines();
+    assert_eq!(lines.next().map(str::trim_end), Some(DEFAULT_DEV));
+    // 126: found but not executable, as on a noexec mount.
+    assert_eq!(lines.next(), Some("exec=126"));
+    let (options, fstype, _) = mount_at(mountinfo, "/dev").expect("/dev is a mount");
+    assert_eq!(fstype, "tmpfs");
+    assert!(has_options(&options, &["nosuid", "noexec"]), "{options}");
+    assert!(!has_options(&options, &["nodev"]), "{options}");
+}
+
+#[test]
+fn devpts_is_a_new_instance_and_ptmx_works() {
+    let fx = Fixture::new();
+    let out = fx.attack(
+        "",
+        "exec 3<>/dev/ptmx && ls /dev/pts | tr '\\n' ' '; echo; echo ---; cat /proc/self/mountinfo",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let (head, mountinfo) = text.split_once("---\n").expect("marker");
+    // Our own instance: the first pty is 0, and none of the host's shows.
+    assert_eq!(head.trim_end(), "0 ptmx", "{}", stderr(&out));
+    let (options, fstype, super_options) = mount_at(mountinfo, "/dev/pts").expect("devpts");
+    assert_eq!(fstype, "devpts");
+    assert!(has_options(&options, &["nosuid", "noexec"]), "{options}");
+    assert!(
+        has_options(&super_options, &["gid=5", "mode=620", "ptmxmode=666"]),
+        "{super_options}"
+    );
+}
+
+#[test]
+fn dev_shm_and_mqueue_have_their_flags() {
+    let fx = Fixture::new();
+    let out = fx.attack(
+        "",
+        "echo x > /dev/shm/f && stat -c %a /dev/shm; cat /proc/self/mountinfo",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("1777\n"), "{}", stderr(&out));
+    let hardened = ["nosuid", "nodev", "noexec"];
+    let (options, fstype, _) = mount_at(&text, "/dev/shm").expect("/dev/shm");
+    assert_eq!(fstype, "tmpfs");
+    assert!(has_options(&options, &hardened), "{options}");
+    let (options, fstype, _) = mount_at(&text, "/dev/mqueue").expect("/dev/mqueue");
+    assert_eq!(fstype, "mqueue");
+    assert!(has_options(&options, &hardened), "{options}");
+
+    // Without an ipc namespace of its own, the host's queues are not mounted.
+    let out = fx.attack(
+        "    namespaces: [pid, mount, uts, net]\n",
+        "test -e /dev/mqueue && echo has-mqueue; grep -c ' mqueue ' /proc/self/mountinfo",
+    );
+    assert_eq!(stdout(&out), "0\n", "{}", stderr(&out));
+}
+
+#[test]
+fn a_devices_entry_is_created_and_allowed_with_its_permissions() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let fx = Fixture::new();
+    let host = std::fs::metadata(EXTRA_DEVICE)
+        .unwrap_or_else(|e| panic!("this test needs the host's {EXTRA_DEVICE}: {e}"));
+    assert!(host.file_type().is_char_device());
+    let expected = format!(
+        "{:o} {} {} {:x} {:x}",
+        host.mode() & 0o7777,
+        host.uid(),
+        host.gid(),
+        nix::sys::stat::major(host.rdev()),
+        nix::sys::stat::minor(host.rdev()),
+    );
+    let script = "stat -c '%a %u %g %t %T' /dev/extra; head -c 4 /dev/extra | wc -c; \
+                  printf '\\0\\0\\0\\0' > /dev/extra; echo write=$?";
+    let out = fx.attack(
+        &format!("    devices: [\"{EXTRA_DEVICE}:/dev/extra:r\"]\n"),
+        script,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!("{expected}\n4\nwrite=1\n"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("Operation not permitted"),
+        "{}",
+        stderr(&out)
+    );
+
+    // rwm by default: it opens for reading and writing.
+    let out = fx.attack(
+        &format!("    devices: [\"{EXTRA_DEVICE}:/dev/extra\"]\n"),
+        "exec 3<>/dev/extra && echo opened",
+    );
+    assert_eq!(stdout(&out), "opened\n", "{}", stderr(&out));
+
+    // Without the entry, the same node made by hand does not open.
+    let out = fx.attack(
+        "",
+        &format!(
+            "mknod /dev/extra c {} {}; head -c 4 /dev/extra | wc -c",
+            nix::sys::stat::major(host.rdev()),
+            nix::sys::stat::minor(host.rdev())
+        ),
+    );
+    assert_eq!(stdout(&out), "0\n", "{}", stderr(&out));
+}
+
+#[test]
+fn a_missing_or_wrong_host_device_fails_the_start_clearly() {
+    let fx = Fixture::new();
+    for (entry, message) in [
+        (
+            "/dev/supervisor-test-no-such-device",
+            "devices: /dev/supervisor-test-no-such-device: No such file or directory",
+        ),
+        (
+            "/etc/passwd:/dev/passwd",
+            "devices: /etc/passwd: not a character or block device",
+        ),
+    ] {
+        let out = fx.attack(&format!("    devices: [\"{entry}\"]\n"), "echo started");
+        assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+        assert_eq!(stdout(&out), "");
+        assert!(stderr(&out).contains(message), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn privileged_sees_the_host_devices() {
+    use std::os::unix::fs::FileTypeExt;
+    let fx = Fixture::new();
+    let out = fx.attack(
+        "    privileged: true\n",
+        &format!("ls -A /dev | tr '\\n' ' '; echo; head -c 4 {EXTRA_DEVICE} | wc -c"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("privileged"),
+        "logged at start: {}",
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    let inside: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(lines.next(), Some("4"), "{}", stderr(&out));
+    let host = std::fs::read_dir("/dev").expect("list /dev");
+    for entry in host.flatten() {
+        let kind = entry.file_type().expect("file type");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if (kind.is_char_device() || kind.is_block_device()) && name != "console" {
+            assert!(
+                inside.contains(&name.as_str()),
+                "{name} missing: {inside:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn in_a_user_namespace_the_devices_are_the_hosts_bound() {
+    let fx = Fixture::new();
+    let out = fx.attack(
+        "    namespaces: [pid, mount, uts, ipc, net, user]\n",
+        "ls -A /dev | tr '\\n' ' '; echo; echo x > /dev/null && head -c 3 /dev/zero | wc -c; \
+         mknod /dev/kmsg c 1 11 || echo no-mknod",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!("{DEFAULT_DEV} \n3\nno-mknod\n"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_terminal_becomes_dev_console() {
+    let fx = Fixture::new();
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let config = fx.config("");
+    let out = Command::new(bin("supervisor"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .args(["victim", "--", "/bin/sh", "-c"])
+        .arg("test -c /dev/console && echo console; echo hello > /dev/console && echo written")
+        .stdin(Stdio::from(std::fs::File::from(pty.slave)))
+        .output()
+        .expect("run supervisor");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "console\nwritten\n", "{}", stderr(&out));
+    let mut master = std::fs::File::from(pty.master);
+    let mut buf = [0u8; 64];
+    let n = std::io::Read::read(&mut master, &mut buf).expect("read the terminal");
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).contains("hello"),
+        "the service wrote to the terminal"
+    );
+}
+
 // ---- mounts, /proc and /sys, cgroup namespace, state dir, control socket ----
 
 // ---- user namespaces ----

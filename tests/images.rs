@@ -860,6 +860,10 @@ fn spec(image: &Path, layer: Option<PathBuf>, readonly: bool) -> images::RootfsS
         // Any file will do as "init" here: the host's busybox, compared inside.
         init_binary: PathBuf::from("/bin/busybox"),
         mounts: Vec::new(),
+        devices: Vec::new(),
+        host_devices: false,
+        console: false,
+        mqueue: false,
     }
 }
 

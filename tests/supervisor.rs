@@ -539,6 +539,33 @@ fn a_restart_starts_in_the_same_cgroup_and_a_stop_in_backoff_removes_it() {
     f.shutdown();
 }
 
+/// The device policy is set when the cgroup is created; an automatic restart reuses
+/// the group, and the policy with it.
+#[test]
+fn the_device_policy_survives_an_automatic_restart() {
+    let mut f = Fixture::new(
+        "  prober:
+    image: ROOTFS
+    command: mknod /dev/kmsg c 1 11; if head -c 1 /dev/kmsg > /dev/null; then echo probe-opened; else echo probe-denied; fi; sleep 0.2; exit 1
+    restart: always
+    restart_delay: 100ms
+",
+    );
+    f.start_daemon();
+    f.wait_for("prober", "restarted twice", |s| {
+        s["restarts"].as_u64().is_some_and(|n| n >= 2)
+    });
+    f.wait_logged("prober", "probe-denied");
+    let deadline = Instant::now() + WAIT;
+    while f.log("prober").matches("probe-denied").count() < 3 {
+        assert!(Instant::now() < deadline, "{}", f.log("prober"));
+        sleep(Duration::from_millis(50));
+    }
+    let log = f.log("prober");
+    assert!(!log.contains("probe-opened"), "{log}");
+    f.shutdown();
+}
+
 #[test]
 fn stop_leaves_no_process_cgroup_or_mount() {
     let mut f = Fixture::new(

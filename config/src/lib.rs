@@ -6,6 +6,7 @@
 //! with its position rather than stopping at the first one.
 
 mod dependencies;
+mod devices;
 mod diagnostic;
 mod file;
 mod names;

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::devices;
 use crate::diagnostic::{Mark, Report};
 use crate::names;
 use crate::paths;
@@ -32,6 +33,8 @@ pub const KEYS: &[&str] = &[
     "persist",
     "mounts",
     "limits",
+    "devices",
+    "privileged",
 ];
 const MOUNT_KEYS: &[&str] = &["source", "target", "readonly"];
 const LIMIT_KEYS: &[&str] = &["memory", "memory_swap", "cpus", "pids", "io_weight"];
@@ -135,6 +138,12 @@ pub fn read(report: &mut Report, dir: &Path, name: &str, name_mark: Mark, node: 
     if let Some(node) = fields.node("limits") {
         service.limits = limits(report, node);
     }
+    if let Some(node) = fields.node("devices") {
+        service.devices = devices::devices(report, node);
+    }
+    if let Some(privileged) = fields.read(report, "privileged", boolean) {
+        service.privileged = privileged;
+    }
     check_restart_delays(report, &fields, service);
     check_namespaces(report, &fields, service);
     read
@@ -161,6 +170,8 @@ fn defaults(name: &str) -> Service {
         persist: false,
         mounts: Vec::new(),
         limits: Limits::default(),
+        devices: Vec::new(),
+        privileged: false,
     }
 }
 

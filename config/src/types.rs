@@ -75,6 +75,10 @@ pub struct Service {
     pub persist: bool,
     pub mounts: Vec<Mount>,
     pub limits: Limits,
+    /// Host device nodes made available inside (`devices:`).
+    pub devices: Vec<Device>,
+    /// Every capability, no seccomp, all devices (`privileged: true`).
+    pub privileged: bool,
 }
 
 /// Where a service's root filesystem comes from.
@@ -138,6 +142,44 @@ pub struct Mount {
     /// Absolute, inside the service's root filesystem.
     pub target: PathBuf,
     pub readonly: bool,
+}
+
+/// `devices:` entry `HOST[:CONTAINER[:PERMS]]`: a host device node, created
+/// inside at `container` and allowed in the service's device policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// Absolute host path of a character or block device (checked at start).
+    pub host: PathBuf,
+    /// Absolute path under /dev inside the service; defaults to `host`.
+    pub container: PathBuf,
+    pub access: DeviceAccess,
+}
+
+/// What a service may do with a device node: a subset of `rwm`, at least one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceAccess {
+    pub read: bool,
+    pub write: bool,
+    pub mknod: bool,
+}
+
+impl DeviceAccess {
+    pub const ALL: DeviceAccess = DeviceAccess {
+        read: true,
+        write: true,
+        mknod: true,
+    };
+}
+
+impl std::fmt::Display for DeviceAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (set, letter) in [(self.read, "r"), (self.write, "w"), (self.mknod, "m")] {
+            if set {
+                f.write_str(letter)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Resource limits; None leaves the host's default.

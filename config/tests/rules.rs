@@ -699,3 +699,62 @@ fn a_wrong_value_used_through_aliases_is_reported_once() {
         "3:23: command: expected a string, found a mapping"
     );
 }
+
+#[test]
+fn devices_are_host_container_and_permissions() {
+    let web_service = service(&web(
+        "    devices: [/dev/ttyUSB0, \"/dev/i2c-1:/dev/i2c-1:rw\", /dev/kmsg:/dev/log:r]\n    privileged: true\n",
+    ));
+    let listed: Vec<String> = web_service
+        .devices
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {} {}",
+                d.host.display(),
+                d.container.display(),
+                d.access
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            "/dev/ttyUSB0 /dev/ttyUSB0 rwm",
+            "/dev/i2c-1 /dev/i2c-1 rw",
+            "/dev/kmsg /dev/log r"
+        ]
+    );
+    assert!(web_service.privileged);
+    assert!(!service(&web("")).privileged);
+    web_problems(&[
+        (
+            "    devices: [/dev/a, dev/b]\n",
+            "4:23: devices: host device `dev/b` must be an absolute path",
+        ),
+        (
+            "    devices:\n      - /dev/a:/dev/a:rx\n",
+            "5:9: devices: permissions `rx`: use some of r, w, m, each at most once",
+        ),
+        (
+            "    devices: [/dev/a:/srv/a]\n",
+            "4:15: devices: `/srv/a`: the device inside the service must be under /dev",
+        ),
+        (
+            "    devices: [/dev/a:/dev/null]\n",
+            "4:15: devices: `/dev/null`: /dev/null is the service's own",
+        ),
+        (
+            "    devices: [/dev/a, /dev/b:/dev/a]\n",
+            "4:23: devices: `/dev/a` is listed twice inside the service",
+        ),
+        (
+            "    devices: {a: b}\n",
+            "4:14: devices: expected a list, found a mapping",
+        ),
+        (
+            "    privileged: yes\n",
+            "4:17: privileged: expected true or false, found `yes`",
+        ),
+    ]);
+}

@@ -18,6 +18,7 @@ mod sys;
 mod unpack;
 mod writer;
 
+pub use dev::DeviceNode;
 pub use error::Error;
 pub use progress::{Progress, ProgressFn};
 pub use rootfs::{setup_rootfs, BindMount, RootfsSpec, INIT_PATH};

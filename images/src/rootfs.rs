@@ -10,9 +10,10 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd::{chdir, pivot_root};
 use serde::{Deserialize, Serialize};
 
+use crate::dev::{self, DeviceNode};
 use crate::fsroot::Root;
 use crate::mounts::{self, Kind, Missing, Source, Target};
-use crate::{dev, procfs, Error};
+use crate::{procfs, Error};
 
 /// Where our static init is bind-mounted, read-only, in every service's root
 /// filesystem. It lives in the /dev tmpfs that `setup_rootfs` mounts, so no
@@ -33,6 +34,14 @@ pub struct RootfsSpec {
     /// Host path of our static init, bound at `INIT_PATH`.
     pub init_binary: PathBuf,
     pub mounts: Vec<BindMount>,
+    /// Host devices to create in /dev (`devices:`).
+    pub devices: Vec<DeviceNode>,
+    /// Every device node of the host's /dev as well (`privileged: true`).
+    pub host_devices: bool,
+    /// Stdin is a terminal: bind it at /dev/console.
+    pub console: bool,
+    /// The service has its own ipc namespace: mount its /dev/mqueue.
+    pub mqueue: bool,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -165,7 +174,7 @@ fn mount_overlay(image: &Path, layer: &Path) -> Result<PathBuf, Error> {
 /// Everything bound from the host, opened before anything is mounted.
 struct HostSources {
     init: Source,
-    devices: Vec<Source>,
+    devices: dev::HostDevices,
     sys: Source,
     mounts: Vec<Source>,
 }
@@ -174,7 +183,7 @@ impl HostSources {
     fn open(spec: &RootfsSpec) -> Result<HostSources, Error> {
         Ok(HostSources {
             init: Source::open("open init", &spec.init_binary)?,
-            devices: dev::host_devices()?,
+            devices: dev::HostDevices::open(spec)?,
             sys: Source::open("open host /sys", Path::new("/sys"))?,
             mounts: spec
                 .mounts
@@ -204,7 +213,14 @@ fn mount_filesystems(
         other => other?,
     }
     let init_rel = Path::new(INIT_PATH.trim_start_matches('/'));
-    dev::setup(root, missing, &sources.init, &sources.devices, init_rel)?;
+    dev::setup(
+        root,
+        missing,
+        spec,
+        &sources.devices,
+        &sources.init,
+        init_rel,
+    )?;
     procfs::harden(root)?;
     let sys = Target::resolve(root, Path::new("sys"), Kind::Dir, missing)?;
     match sys.mount_fs("mount sysfs", "sysfs", hardened | MsFlags::MS_RDONLY, "") {

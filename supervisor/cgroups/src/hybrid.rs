@@ -1,6 +1,7 @@
-//! Hybrid hosts (v1 controllers plus a controller-less cgroup2 mount): limits and
-//! accounting in the v1 hierarchies; membership, freeze and kill in the unified one,
-//! whose freezer reports completion through cgroup.events.
+//! Hybrid hosts (v1 controllers plus a controller-less cgroup2 mount): limits,
+//! accounting and the device policy in the v1 hierarchies; membership, freeze and kill
+//! in the unified one, whose freezer reports completion through cgroup.events. Without
+//! a v1 devices hierarchy the device policy is a BPF program on the unified group.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use crate::killer::Freeze;
 use crate::mountinfo::Mounts;
 use crate::unified::UnifiedGroup;
 use crate::v1::{self, V1Limits};
-use crate::{fsops, Cgroup, Error, Resources, Stats};
+use crate::{fsops, Cgroup, DevicePolicy, Error, Resources, Stats};
 
 #[derive(Debug)]
 pub(crate) struct HybridCgroup {
@@ -41,7 +42,21 @@ impl Cgroup for HybridCgroup {
     }
 
     fn create(&self, res: &Resources) -> Result<(), Error> {
-        self.limits.create(self, &self.dirs(), res)
+        if self.limits.has_devices() {
+            return self.limits.create(self, &self.dirs(), res);
+        }
+        // No v1 devices hierarchy: the device policy goes to the unified group, as on v2.
+        let v1_res = Resources {
+            devices: DevicePolicy::Unrestricted,
+            ..res.clone()
+        };
+        self.limits.create(self, &self.dirs(), &v1_res)?;
+        match &res.devices {
+            DevicePolicy::Allow(rules) => {
+                crate::undo_on_error(self, || self.group.allow_devices(rules))
+            }
+            DevicePolicy::Unrestricted => Ok(()),
+        }
     }
 
     fn add_process(&self, pid: i32) -> Result<(), Error> {

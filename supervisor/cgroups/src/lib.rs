@@ -7,6 +7,8 @@
 //!   before 5.2, which have no cgroup2 freezer: everything in v1);
 //! - pure v1, or [`Driver::V1`] on a hybrid host: everything in v1, including the freezer.
 
+mod bpf;
+mod devices;
 mod error;
 mod fsops;
 mod hybrid;
@@ -14,6 +16,8 @@ mod killer;
 mod limits;
 mod mountinfo;
 mod notify;
+#[allow(unsafe_code)]
+mod sys;
 mod unified;
 mod v1;
 mod v2;
@@ -23,6 +27,7 @@ use std::path::PathBuf;
 use std::sync::Once;
 use std::time::Duration;
 
+pub use devices::{DeviceAccess, DeviceKind, DevicePolicy, DeviceRule};
 pub use error::Error;
 
 use hybrid::HybridCgroup;
@@ -64,7 +69,7 @@ pub enum Driver {
 }
 
 /// Limits for a group; None leaves the host's default.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Resources {
     /// Bytes.
     pub memory: Option<u64>,
@@ -75,6 +80,10 @@ pub struct Resources {
     pub pids: Option<u64>,
     /// 1..=10000 as v2's io.weight; scaled to 10..=1000 for v1 and BFQ.
     pub io_weight: Option<u16>,
+    /// Which device nodes the group's processes may create and open: the v1
+    /// `devices` controller on v1 and hybrid hosts, a BPF_CGROUP_DEVICE program on
+    /// pure v2. Set before any process joins, it stays for the group's lifetime.
+    pub devices: DevicePolicy,
 }
 
 /// Accounting; None where the host does not provide the figure.

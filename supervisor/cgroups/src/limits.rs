@@ -93,6 +93,7 @@ mod tests {
             cpus: Some(1.5),
             pids: Some(10),
             io_weight: Some(100),
+            ..Resources::default()
         };
         validate(&fine).unwrap();
     }

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::killer::{self, Emptied, Freeze};
-use crate::{fsops, notify, Error};
+use crate::{bpf, fsops, notify, DeviceRule, Error};
 
 #[derive(Debug)]
 pub(crate) struct UnifiedGroup {
@@ -59,6 +59,18 @@ impl UnifiedGroup {
             let _ = self.dir_fd.set(file.into());
         }
         self.dir_fd.get().map(|fd| fd.as_fd())
+    }
+
+    /// Sets the group's device policy: a BPF_CGROUP_DEVICE program (see bpf.rs).
+    pub fn allow_devices(&self, rules: &[DeviceRule]) -> Result<(), Error> {
+        let fd = self.dir_fd().ok_or_else(|| {
+            Error::io(
+                "open",
+                &self.dir,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            )
+        })?;
+        bpf::attach_device_filter(fd, &self.dir, rules)
     }
 
     pub fn is_frozen(&self) -> Result<bool, Error> {

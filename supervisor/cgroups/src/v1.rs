@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::killer::{self, Emptied, Freeze};
 use crate::mountinfo::Mounts;
-use crate::{fsops, limits, Cgroup, Error, Resources, Stats};
+use crate::{fsops, limits, Cgroup, DevicePolicy, Error, Resources, Stats};
 
 /// The service's directories in the v1 hierarchies that limits and accounting use;
 /// None where the controller is not mounted.
@@ -18,6 +18,7 @@ pub(crate) struct V1Limits {
     cpuacct: Option<PathBuf>,
     pids: Option<PathBuf>,
     blkio: Option<PathBuf>,
+    devices: Option<PathBuf>,
 }
 
 /// `rel` below the mount point of `controller`'s hierarchy, if mounted.
@@ -45,7 +46,13 @@ impl V1Limits {
             cpuacct: group_dir(mounts, "cpuacct", rel),
             pids: group_dir(mounts, "pids", rel),
             blkio: group_dir(mounts, "blkio", rel),
+            devices: group_dir(mounts, "devices", rel),
         }
+    }
+
+    /// Whether the v1 devices controller is mounted.
+    pub fn has_devices(&self) -> bool {
+        self.devices.is_some()
     }
 
     /// Every directory, once (co-mounted controllers such as cpu,cpuacct share one).
@@ -57,6 +64,7 @@ impl V1Limits {
             &self.cpuacct,
             &self.pids,
             &self.blkio,
+            &self.devices,
         ]
         .into_iter()
         .flatten()
@@ -81,6 +89,11 @@ impl V1Limits {
         }
         if res.io_weight.is_some() {
             require(&self.blkio, "io_weight", "blkio")?;
+        }
+        if res.devices != DevicePolicy::Unrestricted && self.devices.is_none() {
+            return Err(Error::Unsupported(
+                "device policy: the cgroup v1 devices controller is not mounted".into(),
+            ));
         }
         Ok(())
     }
@@ -125,6 +138,14 @@ impl V1Limits {
                 &limits::blkio_weight(weight).to_string(),
                 "io_weight limit: neither blkio.weight (CFQ) nor blkio.bfq.weight (BFQ) exists",
             )?;
+        }
+        if let DevicePolicy::Allow(rules) = &res.devices {
+            let dir = require(&self.devices, "device policy", "devices")?;
+            // Deny everything, then allow each rule: one rule per write.
+            fsops::write(&dir.join("devices.deny"), "a")?;
+            for rule in rules {
+                fsops::write(&dir.join("devices.allow"), &rule.to_string())?;
+            }
         }
         Ok(())
     }
@@ -256,7 +277,7 @@ impl V1Cgroup {
         let freezer_dir = group_dir(mounts, "freezer", &rel);
         if limits.dirs().is_empty() && freezer_dir.is_none() {
             return Err(Error::Unsupported(
-                "none of the cgroup v1 controllers memory, cpu, cpuacct, pids, blkio, freezer is mounted"
+                "none of the cgroup v1 controllers memory, cpu, cpuacct, pids, blkio, devices, freezer is mounted"
                     .into(),
             ));
         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::killer::Freeze;
 use crate::unified::UnifiedGroup;
-use crate::{fsops, limits, Cgroup, Error, Resources, Stats};
+use crate::{fsops, limits, Cgroup, DevicePolicy, Error, Resources, Stats};
 
 #[derive(Debug)]
 pub(crate) struct V2Cgroup {
@@ -124,6 +124,9 @@ impl V2Cgroup {
                 &value,
                 "io_weight limit: neither io.weight (io.cost) nor io.bfq.weight (BFQ) exists",
             )?;
+        }
+        if let DevicePolicy::Allow(rules) = &res.devices {
+            self.group.allow_devices(rules)?;
         }
         Ok(())
     }

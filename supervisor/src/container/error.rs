@@ -16,6 +16,9 @@ pub enum SpawnError {
     Cgroup(#[from] cgroups::Error),
     #[error("the init binary is missing: {0} (it is installed next to the supervisor)")]
     InitMissing(PathBuf),
+    /// A `devices:` entry that cannot be used: "/dev/ttyUSB0: No such file or directory".
+    #[error("devices: {0}")]
+    Device(String),
     #[error("an image needs the mount namespace (namespaces: mount)")]
     ImageWithoutMountNamespace,
     #[error("already running: cgroup {0} has processes")]

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use config::{Config, ImageRef, Service};
 use nix::sched::CloneFlags;
 
+use super::devices;
 use super::error::{io_error, SpawnError};
 use super::handle::remove_layer;
 use super::spawn::{SpawnRequest, Stdio};
@@ -21,6 +22,8 @@ pub(super) struct Prepared {
     pub spec: SetupSpec,
     pub layer: Option<PathBuf>,
     pub lease: Option<images::ImageLease>,
+    /// For the cgroup, before any of the service's processes runs.
+    pub device_policy: cgroups::DevicePolicy,
 }
 
 pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
@@ -55,6 +58,14 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
         Some(_) if !service.readonly_rootfs => Some(writable_layer(config, service)?),
         _ => None,
     };
+    let console = matches!(req.stdio, Stdio::Inherit) && devices::stdin_is_terminal();
+    let devices = devices::resolve(service, console)?;
+    if service.privileged {
+        log::warn!(
+            "service {}: privileged: every capability, no seccomp filter, all host devices",
+            service.name
+        );
+    }
     let rootfs = service.namespaces.mount.then(|| images::RootfsSpec {
         rootfs: image_dir.clone(),
         writable_layer: layer.clone(),
@@ -69,6 +80,10 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
                 readonly: m.readonly,
             })
             .collect(),
+        devices: devices.nodes,
+        host_devices: devices.all_host_devices,
+        console,
+        mqueue: service.namespaces.ipc,
     });
     let init = if rootfs.is_some() {
         PathBuf::from(images::INIT_PATH)
@@ -95,7 +110,12 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
         workdir: service.workdir.clone(),
         command,
     };
-    Ok(Prepared { spec, layer, lease })
+    Ok(Prepared {
+        spec,
+        layer,
+        lease,
+        device_policy: devices.policy,
+    })
 }
 
 /// The `init` binary installed next to the running supervisor.
@@ -159,8 +179,12 @@ pub(super) fn driver(driver: config::CgroupDriver) -> cgroups::Driver {
     }
 }
 
-pub(super) fn resources(limits: &config::Limits) -> cgroups::Resources {
+pub(super) fn resources(
+    limits: &config::Limits,
+    devices: cgroups::DevicePolicy,
+) -> cgroups::Resources {
     cgroups::Resources {
+        devices,
         memory: limits.memory,
         memory_swap: limits.memory_swap,
         cpus: limits.cpus,

@@ -83,7 +83,8 @@ pub fn spawn(mut req: SpawnRequest) -> Result<Container, SpawnError> {
         _lease: prepared.lease,
         _lock: lock,
     };
-    match start(&req, &prepared.spec, &container, create) {
+    let resources = create.then(|| resources(&req.service.limits, prepared.device_policy));
+    match start(&req, &prepared.spec, &container, resources) {
         Ok(pid) => Ok(Container { pid, ..container }),
         Err(err) => {
             // Best effort: the error that stopped the start is the one to report.
@@ -142,18 +143,18 @@ fn pipes(stdio: &Stdio, user_namespace: bool) -> Result<(Pipes, Vec<(i32, i32)>)
     Ok((pipes, dups))
 }
 
-/// Creates the cgroup (unless kept from the previous run), clones the child
-/// and drives it to exec. On error the child (if any) has been killed and
-/// reaped; the caller tears down the rest.
+/// Creates the cgroup with `resources` (None: kept from the previous run, with
+/// its limits and device policy), clones the child and drives it to exec. On
+/// error the child (if any) has been killed and reaped; the caller tears down the rest.
 fn start(
     req: &SpawnRequest,
     spec: &SetupSpec,
     container: &Container,
-    create_cgroup: bool,
+    resources: Option<cgroups::Resources>,
 ) -> Result<Pid, SpawnError> {
     let cgroup = &container.cgroup;
-    if create_cgroup {
-        cgroup.create(&resources(&req.service.limits))?;
+    if let Some(resources) = resources {
+        cgroup.create(&resources)?;
     }
     let spec_json = serde_json::to_vec(spec)
         .map_err(|err| SpawnError::Setup(format!("encode setup spec: {err}")))?;
