@@ -13,6 +13,7 @@ use crate::read::{scalar, Fields};
 use crate::service;
 use crate::tree::{Node, Value};
 use crate::types::*;
+use crate::userns;
 
 /// The keys the top level may have.
 pub const KEYS: &[&str] = &[
@@ -21,6 +22,7 @@ pub const KEYS: &[&str] = &[
     "cgroup_parent",
     "cgroup_driver",
     "control_group",
+    "userns_pool",
     "services",
 ];
 
@@ -34,6 +36,7 @@ pub fn read(report: &mut Report, root: Option<&Node>, path: PathBuf) -> Config {
         cgroup_parent: DEFAULT_CGROUP_PARENT.to_owned(),
         cgroup_driver: CgroupDriver::default(),
         control_group: None,
+        userns_pool: DEFAULT_USERNS_POOL,
         services: Vec::new(),
     };
     let empty = "the file is empty: expected a mapping with a `services` key";
@@ -80,6 +83,11 @@ pub fn read(report: &mut Report, root: Option<&Node>, path: PathBuf) -> Config {
         config.cgroup_driver = driver;
     }
     config.control_group = fields.read(report, "control_group", scalar(group, "a group name"));
+    if let Some(node) = fields.node("userns_pool") {
+        if let Some(pool) = userns::pool(report, node) {
+            config.userns_pool = pool;
+        }
+    }
     let Some(entry) = fields.get("services") else {
         report.error(root.mark, "missing key `services`");
         return config;

@@ -16,6 +16,7 @@ mod suggest;
 mod tree;
 pub mod types;
 mod units;
+mod userns;
 
 use std::path::{Path, PathBuf};
 
