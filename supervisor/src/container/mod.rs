@@ -8,6 +8,7 @@
 
 mod error;
 mod handle;
+mod id_range;
 mod lock;
 mod resolve;
 mod run;
@@ -16,6 +17,7 @@ mod spawn;
 mod spec;
 mod sys;
 mod user;
+mod userns;
 
 pub use error::SpawnError;
 pub use handle::Container;
