@@ -1240,7 +1240,11 @@ fn a_user_namespace_keeps_its_range_across_restarts_of_the_service_and_the_daemo
             fields[1] >= 200_000 && fields[1] + 65536 <= 200_000 + 655_360,
             "{map} outside the pool"
         );
-        assert_eq!((fields[1] - 200_000) % 65536, 0, "{map} off the pool's grid");
+        assert_eq!(
+            (fields[1] - 200_000) % 65536,
+            0,
+            "{map} off the pool's grid"
+        );
         assert_eq!(fields[2], 65536, "{map}");
     }
     assert_ne!(alpha, beta, "two services share a range");

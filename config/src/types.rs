@@ -73,8 +73,7 @@ impl UsernsPool {
     /// Whether the range of `USERNS_RANGE` ids from `start` lies in the pool.
     pub fn holds(&self, start: u32) -> bool {
         let (start, pool_start) = (u64::from(start), u64::from(self.start));
-        start >= pool_start
-            && start + u64::from(USERNS_RANGE) <= pool_start + u64::from(self.size)
+        start >= pool_start && start + u64::from(USERNS_RANGE) <= pool_start + u64::from(self.size)
     }
 }
 

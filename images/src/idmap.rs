@@ -28,7 +28,8 @@ pub fn hand_over(spec: &RootfsSpec, pid: i32) -> Result<Vec<OwnedFd>, Error> {
     let userns = sys::open(&ns_path, OFlag::O_RDONLY)
         .map_err(|e| Error::setup("open the user namespace", &ns_path, e))?;
     let in_child = |path: &Path| {
-        let seen = Path::new(&format!("/proc/{pid}/root")).join(path.strip_prefix("/").unwrap_or(path));
+        let seen =
+            Path::new(&format!("/proc/{pid}/root")).join(path.strip_prefix("/").unwrap_or(path));
         sys::open(&seen, OFlag::O_PATH | OFlag::O_DIRECTORY)
             .map_err(|e| Error::setup("open in the container", path, e))
     };

@@ -156,7 +156,11 @@ impl Source {
 
     /// A detached mount tree handed over by the parent (see `idmap`); `path`
     /// is where it comes from on the host, for messages.
-    pub(crate) fn detached(step: &'static str, tree: OwnedFd, path: &Path) -> Result<Source, Error> {
+    pub(crate) fn detached(
+        step: &'static str,
+        tree: OwnedFd,
+        path: &Path,
+    ) -> Result<Source, Error> {
         Ok(Source {
             detached: true,
             ..Source::new(step, tree, path.to_path_buf())?

@@ -51,12 +51,11 @@ pub fn allocate(state_dir: &Path, pool: &UsernsPool, name: &str) -> Result<u32, 
         .write(true)
         .open(&lock_path)
         .map_err(io(&lock_path))?;
-    let _lock = Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, errno)| {
-        IdRangeError::Io {
+    let _lock =
+        Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, errno)| IdRangeError::Io {
             path: lock_path.clone(),
             source: errno.into(),
-        }
-    })?;
+        })?;
     let path = state_dir.join(RECORD);
     let mut ranges = read(&path)?;
     if let Some(start) = choose(&ranges, pool, name) {
@@ -124,7 +123,9 @@ fn read(path: &Path) -> Result<BTreeMap<String, u32>, IdRangeError> {
     let mut seen: Vec<(&String, u32)> = Vec::new();
     for (name, &start) in &ranges {
         if u64::from(start) + u64::from(USERNS_RANGE) > u64::from(u32::MAX) {
-            return Err(corrupt(format!("{name}: range from {start} ends past the last id")));
+            return Err(corrupt(format!(
+                "{name}: range from {start} ends past the last id"
+            )));
         }
         if let Some((other, _)) = seen.iter().find(|(_, taken)| overlap(start, *taken)) {
             return Err(corrupt(format!("{name} and {other} overlap")));
@@ -206,6 +207,9 @@ mod tests {
         assert!(err.to_string().contains("web and db overlap"), "{err}");
         std::fs::write(dir.path().join(RECORD), "[1]").unwrap();
         let err = allocate(dir.path(), &POOL, "web").unwrap_err();
-        assert!(err.to_string().contains("not a record of id ranges"), "{err}");
+        assert!(
+            err.to_string().contains("not a record of id ranges"),
+            "{err}"
+        );
     }
 }

@@ -9,9 +9,9 @@ use nix::sched::CloneFlags;
 
 use super::error::{io_error, SpawnError};
 use super::handle::remove_layer;
+use super::id_range;
 use super::spawn::{SpawnRequest, Stdio};
 use super::spec::SetupSpec;
-use super::id_range;
 use super::user;
 
 /// `PATH` when the service's env has none (Docker's default).
@@ -57,7 +57,9 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
     };
     if id_range.is_some() {
         let ids = &user.credentials;
-        let mut all = [ids.uid, ids.gid].into_iter().chain(ids.groups.iter().copied());
+        let mut all = [ids.uid, ids.gid]
+            .into_iter()
+            .chain(ids.groups.iter().copied());
         if let Some(id) = all.find(|&id| id >= USERNS_RANGE) {
             return Err(SpawnError::IdOutsideRange { id });
         }

@@ -12,8 +12,8 @@ use config::{Config, Service};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::waitpid;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::sys::wait::waitpid;
 use nix::unistd::{pipe2, Pid};
 
 use super::error::{io_error, sys_error, SpawnError};

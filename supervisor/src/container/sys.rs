@@ -318,7 +318,10 @@ pub fn receive_fds(socket: BorrowedFd<'_>) -> Result<Vec<OwnedFd>, Errno> {
         if let ControlMessageOwned::ScmRights(raw) = cmsg {
             // SAFETY: the kernel just installed these descriptors in this
             // process for this message; nothing else owns them.
-            fds.extend(raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+            fds.extend(
+                raw.into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
         }
     }
     if fds.is_empty() {
