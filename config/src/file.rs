@@ -83,11 +83,12 @@ pub fn read(report: &mut Report, root: Option<&Node>, path: PathBuf) -> Config {
         config.cgroup_driver = driver;
     }
     config.control_group = fields.read(report, "control_group", scalar(group, "a group name"));
-    if let Some(node) = fields.node("userns_pool") {
-        if let Some(pool) = userns::pool(report, node) {
-            config.userns_pool = pool;
-        }
+    let pool_node = fields.node("userns_pool");
+    let pool_valid = match pool_node {
+        Some(node) => userns::pool(report, node).map(|pool| config.userns_pool = pool),
+        None => Some(()),
     }
+    .is_some();
     let Some(entry) = fields.get("services") else {
         report.error(root.mark, "missing key `services`");
         return config;
@@ -106,6 +107,16 @@ pub fn read(report: &mut Report, root: Option<&Node>, path: PathBuf) -> Config {
         .collect();
     dependencies::check(report, &services);
     config.services = services.into_iter().map(|read| read.service).collect();
+    let pool_used = pool_node.is_some() || config.services.iter().any(|s| s.namespaces.user);
+    if pool_valid && pool_used {
+        let mark = pool_node.map_or(root.mark, |node| node.mark);
+        userns::check_subordinate(
+            report,
+            mark,
+            &config.userns_pool,
+            &userns::SUBORDINATE_FILES,
+        );
+    }
     config
 }
 

@@ -1,7 +1,9 @@
 //! `userns_pool`: the host ids from which services with a user namespace get
 //! their private ranges.
 
-use crate::diagnostic::Report;
+use std::path::Path;
+
+use crate::diagnostic::{Mark, Report};
 use crate::read::{scalar_text, Fields};
 use crate::tree::Node;
 use crate::types::{UsernsPool, USERNS_RANGE};
@@ -81,6 +83,47 @@ fn size(node: &Node) -> Result<u64, String> {
     Ok(size)
 }
 
+/// Where the host hands out subordinate ids to users (rootless containers).
+pub const SUBORDINATE_FILES: [&str; 2] = ["/etc/subuid", "/etc/subgid"];
+
+/// Reports a pool that overlaps a user's subordinate ids in `files`: that
+/// user's containers would share host ids with services. Unreadable or
+/// missing files give nothing to compare with.
+pub fn check_subordinate(report: &mut Report, mark: Mark, pool: &UsernsPool, files: &[&str]) {
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(Path::new(file)) else {
+            continue;
+        };
+        if let Some((user, first, count)) = subordinate_overlap(&text, pool) {
+            let last = first + count - 1;
+            let (pool_first, pool_last) =
+                (pool.start, u64::from(pool.start) + u64::from(pool.size) - 1);
+            report.error(
+                mark,
+                format!(
+                    "userns_pool: {pool_first}-{pool_last} overlaps the ids {first}-{last} that {file} gives to {user}"
+                ),
+            );
+        }
+    }
+}
+
+/// The first `user:first:count` line of a subuid/subgid file whose ids meet the pool's.
+fn subordinate_overlap(text: &str, pool: &UsernsPool) -> Option<(String, u64, u64)> {
+    let (start, end) = (
+        u64::from(pool.start),
+        u64::from(pool.start) + u64::from(pool.size),
+    );
+    text.lines().find_map(|line| {
+        let mut fields = line.trim().split(':');
+        let user = fields.next()?;
+        let first: u64 = fields.next()?.parse().ok()?;
+        let count: u64 = fields.next()?.parse().ok()?;
+        (count > 0 && first < end && start < first + count)
+            .then(|| (user.to_string(), first, count))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -92,6 +135,28 @@ mod tests {
         crate::parse_str(&text, Path::new("/x/s.yaml"))
             .map(|config| config.userns_pool)
             .map_err(|errors| errors.to_string())
+    }
+
+    #[test]
+    fn a_pool_must_not_share_ids_with_users_subordinate_ranges() {
+        let pool = crate::UsernsPool {
+            start: 100_000,
+            size: 655_360,
+        };
+        let text = "# comment\nalice:1000000:65536\nbob:700000:65536\nbad line\n";
+        assert_eq!(
+            super::subordinate_overlap(text, &pool),
+            Some(("bob".to_string(), 700_000, 65536))
+        );
+        assert_eq!(
+            super::subordinate_overlap("alice:1000000:65536\n", &pool),
+            None
+        );
+        assert_eq!(
+            super::subordinate_overlap("carol:755360:65536\n", &pool),
+            None
+        );
+        assert!(super::subordinate_overlap("carol:755359:1\n", &pool).is_some());
     }
 
     #[test]
