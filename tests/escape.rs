@@ -272,10 +272,12 @@ fn image_files_look_root_owned_inside_and_the_image_is_not_chowned() {
     let before = ownership(&fx.rootfs());
     let out = fx.attack(
         USERNS,
-        "stat -c '%u:%g' /bin/busybox /etc/passwd /; chown 1000:1000 /etc/passwd && stat -c '%u:%g' /etc/passwd",
+        "stat -c '%u:%g' /bin/busybox /etc/passwd /; chown 1000:1000 /etc/passwd && stat -c '%u:%g' /etc/passwd; \
+         httpd -p 80 && echo port-80",
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "0:0\n0:0\n0:0\n1000:1000\n");
+    // Ordinary root work goes on: chown, a privileged port.
+    assert_eq!(stdout(&out), "0:0\n0:0\n0:0\n1000:1000\nport-80\n");
     assert_eq!(
         ownership(&fx.rootfs()),
         before,
@@ -371,7 +373,7 @@ fn the_services_root_is_not_the_hosts_root() {
         "cd {}; stat -c %u public; cat secret || echo read-refused; \
          echo service >> public || echo write-refused; chmod 666 public || echo chmod-refused; \
          touch new || echo create-refused; stat -c %u /proc/sys/kernel/ostype; \
-         cat /proc/self/uid_map",
+         cat /proc/self/uid_map; cat /etc/shadow > /dev/null || echo shadow-refused",
         dir.display()
     );
     let out = run_service(&config, "onhost", &script);
@@ -391,6 +393,7 @@ fn the_services_root_is_not_the_hosts_root() {
         "{text}"
     );
     assert!(first_id(lines[6]) >= 65536, "{text}");
+    assert_eq!(lines.get(7), Some(&"shadow-refused"), "{text}");
     assert_eq!(
         std::fs::read_to_string(dir.join("public")).unwrap(),
         "host\n"
