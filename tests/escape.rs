@@ -405,3 +405,22 @@ fn the_services_root_is_not_the_hosts_root() {
     assert_eq!(mode & 0o777, 0o644);
     assert!(!dir.join("new").exists());
 }
+
+/// A bind source on a filesystem that cannot be idmapped (sysfs never can)
+/// stops the start with a message that names it, rather than showing the
+/// service its files with other ids.
+#[test]
+fn a_bind_source_that_cannot_be_idmapped_is_refused_clearly() {
+    let fx = Fixture::new();
+    let mounts = "    mounts: [{source: /sys/kernel, target: /k, readonly: true}]\n";
+    let out = fx.attack(&format!("{USERNS}{mounts}"), "ls /k");
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains(
+            "idmap /sys/kernel: this kernel cannot make idmapped mounts of its filesystem (sysfs)"
+        ),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 1, "{text}");
+}

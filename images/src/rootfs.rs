@@ -216,7 +216,7 @@ impl HostSources {
     }
 
     /// The sources of a setup in a user namespace: init and the bind mounts
-    /// are the trees handed over; the rest of `handed` is returned.
+    /// are the trees the parent handed over.
     fn handed(spec: &RootfsSpec, handed: HandedSources) -> Result<HostSources, Error> {
         let init = Source::detached("open init", handed.init, &spec.init_binary)?;
         let mounts = handed
