@@ -3,8 +3,8 @@
 # `supervisor run` of /bin/true on a busybox image, with the default
 # namespaces and with `user` added (a private id range, the image idmapped),
 # over a writable layer (overlay) and with readonly_rootfs. Rows interleaved
-# round-robin so that all share the same noise. Prints medians and p90 in ms,
-# and what `user` adds to each.
+# round-robin so that all share the same noise. Prints medians and p90 in ms
+# of wall time and of CPU time, and what `user` adds to each.
 #
 # Usage (as root):  bench/userns.sh [RUNS]      (default 60 runs per row)
 # Binaries: BIN_DIR (default target/x86_64-unknown-linux-musl/release; build
@@ -62,29 +62,38 @@ rows=(overlay overlay-user readonly readonly-user)
 for row in "${rows[@]}"; do # warm up caches, and fail early
     "$supervisor" run -c "$work/services.yaml" "$row" || die "$row failed"
 done
-: >"$work/times.txt"
+: >"$work/wall.txt"
+: >"$work/cpu.txt"
+# Wall time, and the CPU time (user + system) of the supervisor and the
+# container's processes, which a busy machine disturbs less.
+TIMEFORMAT='%3U %3S'
 for ((i = 0; i < runs; i++)); do
     for row in "${rows[@]}"; do
         t0=${EPOCHREALTIME/./} # microseconds, without forking
-        "$supervisor" run -c "$work/services.yaml" "$row"
+        cpu=$({ time "$supervisor" run -c "$work/services.yaml" "$row"; } 2>&1)
         t1=${EPOCHREALTIME/./}
-        echo "$row $((t1 - t0))" >>"$work/times.txt"
+        echo "$row $((t1 - t0))" >>"$work/wall.txt"
+        awk -v r="$row" '{ printf "%s %d\n", r, ($1 + $2) * 1000000 }' <<<"$cpu" >>"$work/cpu.txt"
     done
 done
 
-stat() { # row -> "median p90" in ms
-    awk -v r="$1" '$1 == r { print $2 }' "$work/times.txt" | sort -n | awk '
+stat() { # file row -> "median p90" in ms
+    awk -v r="$2" '$1 == r { print $2 }' "$1" | sort -n | awk '
         { v[NR] = $1 }
         END { m = v[int((NR + 1) / 2)]; p = v[int(NR * 0.9 + 0.5)]; printf "%.2f %.2f", m / 1000, p / 1000 }'
 }
-echo "supervisor run of /bin/true, $runs runs per row, $(uname -r), $(nproc) CPUs"
-printf '%-16s %16s %16s\n' "" "median ms (p90)" "user adds, ms"
+added() { # file row -> what the -user row adds to its base row, in ms
+    [[ $2 == *-user ]] || return 0
+    read -r a _ <<<"$(stat "$1" "$2")"
+    read -r b _ <<<"$(stat "$1" "${2%-user}")"
+    awk -v a="$a" -v b="$b" 'BEGIN { printf "%+.2f", a - b }'
+}
+echo "supervisor run of /bin/true, $runs runs per row, $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg)"
+printf '%-16s %18s %10s %18s %10s\n' "" "wall ms" "user adds" "CPU ms" "user adds"
+printf '%-16s %18s %10s %18s %10s\n' "" "median (p90)" "" "median (p90)" ""
 for row in "${rows[@]}"; do
-    read -r m p <<<"$(stat "$row")"
-    added=""
-    if [[ $row == *-user ]]; then
-        read -r base _ <<<"$(stat "${row%-user}")"
-        added=$(awk -v a="$m" -v b="$base" 'BEGIN { printf "%+.2f", a - b }')
-    fi
-    printf '%-16s %16s %16s\n' "$row" "$m ($p)" "$added"
+    read -r wm wp <<<"$(stat "$work/wall.txt" "$row")"
+    read -r cm cp <<<"$(stat "$work/cpu.txt" "$row")"
+    printf '%-16s %18s %10s %18s %10s\n' "$row" "$wm ($wp)" "$(added "$work/wall.txt" "$row")" \
+        "$cm ($cp)" "$(added "$work/cpu.txt" "$row")"
 done

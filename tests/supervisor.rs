@@ -1269,5 +1269,25 @@ fn a_user_namespace_keeps_its_range_across_restarts_of_the_service_and_the_daemo
         alpha,
         "the record differs: {record}"
     );
+    // A reload that moves the pool restarts both in ranges of the new pool.
+    let (old_alpha, old_beta) = (f.pid("alpha"), f.pid("beta"));
+    f.settings = "userns_pool: {start: 2000000, size: 131072}\n".to_string();
+    f.write_config(services);
+    f.ok(&["reload"]);
+    let moved = f.wait_for("alpha", "restarted", |s| {
+        s["state"] == "running" && s["pid"] != old_alpha
+    });
+    let beta_pid = f.wait_for("beta", "restarted", |s| {
+        s["state"] == "running" && s["pid"] != old_beta
+    });
+    let new_alpha = uid_map(moved["pid"].as_i64().unwrap() as i32);
+    let new_beta = uid_map(beta_pid["pid"].as_i64().unwrap() as i32);
+    for map in [&new_alpha, &new_beta] {
+        assert!(
+            ["0 2000000 65536", "0 2065536 65536"].contains(&map.as_str()),
+            "{map} is not from the new pool"
+        );
+    }
+    assert_ne!(new_alpha, new_beta);
     f.shutdown();
 }
