@@ -424,3 +424,19 @@ fn a_bind_source_that_cannot_be_idmapped_is_refused_clearly() {
     );
     assert_eq!(text.lines().count(), 1, "{text}");
 }
+
+/// A layer kept (`persist: true`) from a run without a user namespace holds
+/// host root's files: the service's range could not use them, and is told so.
+#[test]
+fn a_kept_layer_of_another_range_is_refused() {
+    let fx = Fixture::new();
+    let out = fx.attack("    persist: true\n", "touch /made");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = fx.attack(&format!("{USERNS}    persist: true\n"), "true");
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains("its files belong to host id 0, not to this service's range from"),
+        "{text}"
+    );
+}
