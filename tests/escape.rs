@@ -418,7 +418,7 @@ fn a_bind_source_that_cannot_be_idmapped_is_refused_clearly() {
     let text = stderr(&out);
     assert!(
         text.contains(
-            "idmap /sys/kernel: this kernel cannot make idmapped mounts of its filesystem (sysfs)"
+            "run victim: idmap bind mount /sys/kernel: this kernel cannot make idmapped mounts of its filesystem (sysfs)"
         ),
         "{text}"
     );

@@ -33,39 +33,38 @@ pub fn hand_over(spec: &RootfsSpec, pid: i32) -> Result<Vec<OwnedFd>, Error> {
         sys::open(&seen, OFlag::O_PATH | OFlag::O_DIRECTORY)
             .map_err(|e| Error::setup("open in the container", path, e))
     };
-    let idmapped = |path: &Path, recursive: bool| {
-        let tree = sys::clone_tree(path, recursive)
-            .map_err(|e| Error::setup("open mount tree", path, e))?;
+    let idmapped = |what: &'static str, path: &Path, recursive: bool| {
+        let tree = sys::clone_tree(path, recursive).map_err(|e| Error::setup(what, path, e))?;
         sys::idmap_tree(tree.as_fd(), userns.as_fd(), recursive)
-            .map_err(|e| idmap_error(path, &tree, e))?;
+            .map_err(|e| idmap_error(what, path, &tree, e))?;
         Ok::<_, Error>(tree)
     };
     let mut fds = vec![sys::clone_tree(&spec.init_binary, false)
         .map_err(|e| Error::setup("open init", &spec.init_binary, e))?];
     if let Some(image) = &spec.rootfs {
-        fds.push(idmapped(image, false)?);
+        fds.push(idmapped("idmap image", image, false)?);
         fds.push(in_child(image)?);
     }
     if let Some(layer) = &spec.writable_layer {
         fds.push(in_child(layer)?);
     }
     for bind in &spec.mounts {
-        fds.push(idmapped(&bind.source, true)?);
+        fds.push(idmapped("idmap bind mount", &bind.source, true)?);
     }
     Ok(fds)
 }
 
 /// EINVAL from mount_setattr: the filesystem (or one below a recursive
 /// bind) cannot be idmapped by this kernel; say which.
-fn idmap_error(path: &Path, tree: &OwnedFd, errno: Errno) -> Error {
+fn idmap_error(what: &'static str, path: &Path, tree: &OwnedFd, errno: Errno) -> Error {
     if errno != Errno::EINVAL {
-        return Error::setup("idmap", path, errno);
+        return Error::setup(what, path, errno);
     }
     let fs = nix::sys::statfs::fstatfs(tree.as_fd())
         .map(|st| fs_name(st.filesystem_type().0 as i64))
         .unwrap_or("unknown");
     Error::setup(
-        "idmap",
+        what,
         path,
         std::io::Error::other(format!(
             "this kernel cannot make idmapped mounts of its filesystem ({fs}) or of one mounted below it, \

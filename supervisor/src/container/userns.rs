@@ -29,7 +29,9 @@ pub fn hand_over(
     rootfs: &images::RootfsSpec,
     socket: &OwnedFd,
 ) -> Result<(), SpawnError> {
-    let fds = images::idmap::hand_over(rootfs, pid.as_raw())?;
+    // Its own words: "idmap bind mount /srv: ...", not an image error.
+    let fds = images::idmap::hand_over(rootfs, pid.as_raw())
+        .map_err(|err| SpawnError::Setup(err.to_string()))?;
     let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
     let payload = [IoSlice::new(b"m")];
     sendmsg::<()>(
