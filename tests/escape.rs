@@ -440,3 +440,46 @@ fn a_kept_layer_of_another_range_is_refused() {
         "{text}"
     );
 }
+
+/// Two supervisors on different state dirs share no record; a new range
+/// still stays clear of the ids a running service of the other one maps.
+#[test]
+fn a_new_range_avoids_the_ids_of_a_service_running_from_another_state_dir() {
+    use std::io::{BufRead, BufReader};
+    let first = Fixture::new();
+    let second = Fixture::new();
+    let pool = "userns_pool: {start: 400000, size: 131072}\n";
+    let mut running = Command::new(bin("supervisor"))
+        .arg("run")
+        .arg("-c")
+        .arg(first.config(&format!("{USERNS}{pool}")))
+        .arg("victim")
+        .args([
+            "--",
+            "/bin/sh",
+            "-c",
+            "cat /proc/self/uid_map; exec sleep 60",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run supervisor");
+    let mut line = String::new();
+    BufReader::new(running.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read the first service's id map");
+    let out = run_service(
+        &second.config(&format!("{USERNS}{pool}")),
+        "victim",
+        "cat /proc/self/uid_map",
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(running.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("stop the first service");
+    running.wait().expect("wait for the first service");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (taken, given) = (first_id(&line), first_id(&stdout(&out)));
+    assert_ne!(taken, given, "both services got the host ids from {taken}");
+}

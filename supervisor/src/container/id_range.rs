@@ -9,8 +9,10 @@
 //! them. A recorded range is kept as long as it lies in the pool; a service
 //! without one takes the first free range from a slot chosen by a hash of its
 //! name, so that a lost state dir (a tmpfs after a reboot) mostly gives every
-//! service its old range back. Ranges are never given to two services: the
-//! record, not the hash, decides.
+//! service its old range back, and clear of the ids that running user
+//! namespaces map (another supervisor on another state_dir, other container
+//! tools). Ranges are never given to two services: the record, not the hash,
+//! decides.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -39,6 +41,16 @@ pub enum IdRangeError {
 
 /// The first host id of service `name`'s range, recorded now if it had none.
 pub fn allocate(state_dir: &Path, pool: &UsernsPool, name: &str) -> Result<u32, IdRangeError> {
+    allocate_avoiding(state_dir, pool, name, ranges_in_use)
+}
+
+/// `allocate`, with the ranges in use on the host from `in_use`.
+fn allocate_avoiding(
+    state_dir: &Path,
+    pool: &UsernsPool,
+    name: &str,
+    in_use: impl FnOnce() -> Vec<(u64, u64)>,
+) -> Result<u32, IdRangeError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| IdRangeError::Io { path, source }
@@ -58,7 +70,7 @@ pub fn allocate(state_dir: &Path, pool: &UsernsPool, name: &str) -> Result<u32, 
         })?;
     let path = state_dir.join(RECORD);
     let mut ranges = read(&path)?;
-    if let Some(start) = choose(&ranges, pool, name) {
+    if let Some(start) = choose(&ranges, pool, name, in_use) {
         if ranges.get(name) != Some(&start) {
             ranges.insert(name.to_string(), start);
             write(&path, &ranges).map_err(io(&path))?;
@@ -72,18 +84,30 @@ pub fn allocate(state_dir: &Path, pool: &UsernsPool, name: &str) -> Result<u32, 
 }
 
 /// `name`'s recorded range if it is still in the pool and its own, else the
-/// first free one from its preferred slot on; None when the pool is full.
-fn choose(ranges: &BTreeMap<String, u32>, pool: &UsernsPool, name: &str) -> Option<u32> {
-    let free = |start: u32| {
+/// first free one from its preferred slot on (free: recorded for no other
+/// service, and mapped by no user namespace `in_use` lists); None when the
+/// pool is full.
+fn choose(
+    ranges: &BTreeMap<String, u32>,
+    pool: &UsernsPool,
+    name: &str,
+    in_use: impl FnOnce() -> Vec<(u64, u64)>,
+) -> Option<u32> {
+    let recorded_free = |start: u32| {
         ranges
             .iter()
             .all(|(other, &taken)| other == name || !overlap(start, taken))
     };
     if let Some(&start) = ranges.get(name) {
-        if pool.holds(start) && free(start) {
+        if pool.holds(start) && recorded_free(start) {
             return Some(start);
         }
     }
+    let in_use = in_use();
+    let free = |start: u32| {
+        let range = (u64::from(start), u64::from(USERNS_RANGE));
+        recorded_free(start) && !in_use.iter().any(|&used| meet(range, used))
+    };
     let slots = pool.slots();
     let preferred = (fnv1a(name.as_bytes()) % u64::from(slots)) as u32;
     (0..slots)
@@ -92,8 +116,52 @@ fn choose(ranges: &BTreeMap<String, u32>, pool: &UsernsPool, name: &str) -> Opti
 }
 
 fn overlap(a: u32, b: u32) -> bool {
-    let (a, b, n) = (u64::from(a), u64::from(b), u64::from(USERNS_RANGE));
-    a < b + n && b < a + n
+    let n = u64::from(USERNS_RANGE);
+    meet((u64::from(a), n), (u64::from(b), n))
+}
+
+/// Whether two ranges `(first, count)` share an id.
+fn meet((a, a_count): (u64, u64), (b, b_count): (u64, u64)) -> bool {
+    a < b + b_count && b < a + a_count
+}
+
+/// The host ids that the user namespaces of running processes map to other
+/// ids (another supervisor's services on another state_dir, other container
+/// tools): a new range stays clear of them. Read only when a service needs a
+/// new range.
+fn ranges_in_use() -> Vec<(u64, u64)> {
+    let Ok(proc) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut ranges: Vec<(u64, u64)> = proc
+        .flatten()
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .flat_map(|entry| {
+            ["uid_map", "gid_map"]
+                .map(|map| std::fs::read_to_string(entry.path().join(map)).unwrap_or_default())
+        })
+        .flat_map(|text| mapped_ranges(&text))
+        .collect();
+    ranges.sort_unstable();
+    ranges.dedup();
+    ranges
+}
+
+/// `(first host id, count)` of each line of an id map that maps ids to others
+/// (the initial namespace's `0 0 4294967295` maps every id to itself).
+fn mapped_ranges(map: &str) -> Vec<(u64, u64)> {
+    map.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace().map(|f| f.parse::<u64>().ok());
+            let (inside, outside, count) = (fields.next()??, fields.next()??, fields.next()??);
+            (inside != outside).then_some((outside, count))
+        })
+        .collect()
 }
 
 /// FNV-1a: a hash that stays the same across builds and Rust versions.
@@ -150,6 +218,11 @@ fn write(path: &Path, ranges: &BTreeMap<String, u32>) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    /// `allocate` on a host where no user namespace maps anything.
+    fn allocate(state_dir: &Path, pool: &UsernsPool, name: &str) -> Result<u32, IdRangeError> {
+        allocate_avoiding(state_dir, pool, name, Vec::new)
+    }
+
     const POOL: UsernsPool = UsernsPool {
         start: 100_000,
         size: 3 * USERNS_RANGE,
@@ -197,6 +270,21 @@ mod tests {
             allocate(first.path(), &pool, "web").unwrap(),
             allocate(second.path(), &pool, "web").unwrap()
         );
+    }
+
+    #[test]
+    fn a_new_range_avoids_ids_that_running_user_namespaces_map() {
+        let none = BTreeMap::new();
+        let used = mapped_ranges("0 0 4294967295\n         0     100000      65536\n");
+        assert_eq!(used, [(100_000, 65536)]);
+        let start = choose(&none, &POOL, "web", || used.clone()).unwrap();
+        assert_ne!(start, 100_000);
+        // A range of its own on record is kept, whoever else maps it now.
+        let mut mine = BTreeMap::new();
+        mine.insert("web".to_string(), 100_000);
+        assert_eq!(choose(&mine, &POOL, "web", || used.clone()), Some(100_000));
+        let everything = vec![(100_000, 3 * 65536)];
+        assert_eq!(choose(&none, &POOL, "web", || everything), None);
     }
 
     #[test]
