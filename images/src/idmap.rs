@@ -22,7 +22,7 @@ use crate::rootfs::RootfsSpec;
 use crate::{sys, Error};
 
 /// Opens what the child `pid` (in its new user and mount namespaces, its id
-/// maps written) needs for `spec`, in the order `Handed::take` expects.
+/// maps written) needs for `spec`, in the order `take` expects.
 pub fn hand_over(spec: &RootfsSpec, pid: i32) -> Result<Vec<OwnedFd>, Error> {
     let ns_path = PathBuf::from(format!("/proc/{pid}/ns/user"));
     let userns = sys::open(&ns_path, OFlag::O_RDONLY)
@@ -150,4 +150,52 @@ impl Handed {
 
 fn fd_path(fd: &OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rootfs::BindMount;
+
+    fn fds(n: usize) -> Vec<OwnedFd> {
+        (0..n)
+            .map(|_| OwnedFd::from(std::fs::File::open("/dev/null").unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn the_descriptors_are_taken_in_the_order_they_were_handed_over() {
+        let bind = BindMount {
+            source: PathBuf::from("/srv"),
+            target: PathBuf::from("/srv"),
+            readonly: false,
+        };
+        let spec = RootfsSpec {
+            rootfs: Some(PathBuf::from("/images/busybox")),
+            writable_layer: Some(PathBuf::from("/run/supervisor/containers/web")),
+            readonly: false,
+            init_binary: PathBuf::from("/usr/bin/init"),
+            mounts: vec![bind.clone(), bind],
+        };
+        let handed = fds(6);
+        let numbers: Vec<i32> = handed.iter().map(AsRawFd::as_raw_fd).collect();
+        let (rootfs, sources) = take(&spec, handed).unwrap();
+        assert_eq!(sources.init.as_raw_fd(), numbers[0]);
+        let (tree, mountpoint) = rootfs.image.as_ref().unwrap();
+        assert_eq!(
+            (tree.as_raw_fd(), mountpoint.as_raw_fd()),
+            (numbers[1], numbers[2])
+        );
+        assert_eq!(
+            rootfs.layer(),
+            Some(PathBuf::from(format!("/proc/self/fd/{}", numbers[3])))
+        );
+        let mounts: Vec<i32> = sources.mounts.iter().map(AsRawFd::as_raw_fd).collect();
+        assert_eq!(mounts, numbers[4..]);
+        let err = take(&spec, fds(5)).err().unwrap();
+        assert!(
+            err.to_string().contains("5 descriptors, expected 6"),
+            "{err}"
+        );
+    }
 }
