@@ -47,14 +47,11 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
         image_dir.as_deref().unwrap_or(Path::new("/")),
         service.user.as_ref(),
     )?;
-    let id_range = match service.namespaces.user {
-        true => Some(id_range::allocate(
-            &config.state_dir,
-            &config.userns_pool,
-            &service.name,
-        )?),
-        false => None,
-    };
+    let id_range = service
+        .namespaces
+        .user
+        .then(|| id_range::allocate(&config.state_dir, &config.userns_pool, &service.name))
+        .transpose()?;
     if id_range.is_some() {
         let ids = &user.credentials;
         let mut all = [ids.uid, ids.gid]

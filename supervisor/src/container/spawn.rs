@@ -187,7 +187,10 @@ fn start(
         ERROR_FD,
     );
     if pipes.userns.is_some() {
-        let read_end = pipes.child_ends.last().expect("pushed with maps_written");
+        let read_end = pipes
+            .child_ends
+            .last()
+            .expect("pushed with the user namespace pipe");
         exec = exec.user_namespace(read_end.as_raw_fd());
     }
     let clone_into = cgroup.clone_into_fd();

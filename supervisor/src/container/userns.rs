@@ -9,7 +9,7 @@ use config::USERNS_RANGE;
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use nix::unistd::Pid;
 
-use super::error::{io_error, sys_error, SpawnError};
+use super::error::{io_error, SpawnError};
 
 /// Maps the service's ids 0 to 65535 onto its host range from `first`.
 /// Written by us, root of the host: no newuidmap, no setgroups restriction.
@@ -41,6 +41,8 @@ pub fn hand_over(
         MsgFlags::empty(),
         None,
     )
-    .map_err(sys_error("send the mounts to the container"))?;
+    // An io::Error: a closed socket (EPIPE) is the child's death, and its
+    // own message says why (see `spawn::closed_by_child`).
+    .map_err(|errno| io_error("send the mounts to the container")(errno.into()))?;
     Ok(())
 }
