@@ -1290,4 +1290,18 @@ fn a_user_namespace_keeps_its_range_across_restarts_of_the_service_and_the_daemo
     }
     assert_ne!(new_alpha, new_beta);
     f.shutdown();
+    // `supervisor run` takes the range the daemon recorded.
+    let out = Command::new(bin("supervisor"))
+        .args(["run", "-c"])
+        .arg(&f.config)
+        .args(["alpha", "--", "cat", "/proc/self/uid_map"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.split_whitespace().collect::<Vec<_>>().join(" "),
+        new_alpha
+    );
 }
