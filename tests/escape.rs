@@ -482,3 +482,313 @@ fn a_terminal_becomes_dev_console() {
 // ---- mounts, /proc and /sys, cgroup namespace, state dir, control socket ----
 
 // ---- user namespaces ----
+
+/// The default namespaces plus a user namespace.
+const USERNS: &str = "    namespaces: [pid, mount, uts, ipc, net, user]\n";
+
+/// Runs service `name` of `config` with `sh -c SCRIPT` as its command.
+fn run_service(config: &Path, name: &str, script: &str) -> Output {
+    Command::new(bin("supervisor"))
+        .arg("run")
+        .arg("-c")
+        .arg(config)
+        .arg(name)
+        .args(["--", "/bin/sh", "-c", script])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run supervisor")
+}
+
+/// The first host id of a `0 FIRST 65536` id map, checked to be one.
+fn first_id(map: &str) -> u64 {
+    let fields: Vec<u64> = map
+        .split_whitespace()
+        .map(|n| n.parse().expect("a number"))
+        .collect();
+    assert_eq!(fields.len(), 3, "not one id map line: {map:?}");
+    assert_eq!((fields[0], fields[2]), (0, 65536), "{map:?}");
+    fields[1]
+}
+
+/// The range recorded for `name` in the state dir.
+fn recorded_first_id(state_dir: &Path, name: &str) -> u64 {
+    let text = std::fs::read_to_string(state_dir.join("userns.json")).expect("userns.json");
+    let record: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    record[name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{name} not in {text}"))
+}
+
+fn owner(path: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let meta =
+        std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (meta.uid(), meta.gid())
+}
+
+/// Owner, group and mode of everything under `root`, by path.
+fn ownership(root: &Path) -> Vec<(PathBuf, u32, u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut all = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read dir").flatten() {
+            let meta = entry.metadata().expect("stat");
+            if meta.is_dir() {
+                dirs.push(entry.path());
+            }
+            all.push((entry.path(), meta.uid(), meta.gid(), meta.mode()));
+        }
+    }
+    all.sort();
+    all
+}
+
+#[test]
+fn user_namespace_root_is_the_first_id_of_a_private_range_from_the_pool() {
+    let fx = Fixture::new();
+    let pool = "userns_pool: {start: 300000, size: 131072}\n";
+    let other = format!(
+        "  other:\n    image: {}\n    command: [/bin/sh]\n{USERNS}",
+        fx.rootfs().display()
+    );
+    let config = fx.config(&format!("{USERNS}{other}{pool}"));
+    let mut firsts = Vec::new();
+    for name in ["victim", "other"] {
+        let out = run_service(&config, name, "cat /proc/self/uid_map /proc/self/gid_map");
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let text = stdout(&out);
+        let maps: Vec<&str> = text.lines().collect();
+        assert_eq!(maps.len(), 2, "{text}");
+        let first = first_id(maps[0]);
+        assert_eq!(first_id(maps[1]), first, "uid and gid maps differ: {text}");
+        assert!(
+            [300_000, 365_536].contains(&first),
+            "{name}: {first} is not from the pool"
+        );
+        assert_eq!(recorded_first_id(&fx.state_dir(), name), first);
+        firsts.push(first);
+    }
+    assert_ne!(firsts[0], firsts[1], "two services share a range");
+    // A second run of a service gets its range again.
+    let out = run_service(&config, "victim", "cat /proc/self/uid_map");
+    assert_eq!(first_id(&stdout(&out)), firsts[0], "{}", stderr(&out));
+}
+
+#[test]
+fn image_files_look_root_owned_inside_and_the_image_is_not_chowned() {
+    let fx = Fixture::new();
+    let before = ownership(&fx.rootfs());
+    let out = fx.attack(
+        USERNS,
+        "stat -c '%u:%g' /bin/busybox /etc/passwd /; chown 1000:1000 /etc/passwd && stat -c '%u:%g' /etc/passwd; \
+         httpd -p 80 && echo port-80",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Ordinary root work goes on: chown, a privileged port.
+    assert_eq!(stdout(&out), "0:0\n0:0\n0:0\n1000:1000\nport-80\n");
+    assert_eq!(
+        ownership(&fx.rootfs()),
+        before,
+        "the image changed on the host"
+    );
+}
+
+#[test]
+fn files_the_service_creates_in_its_writable_layer_belong_to_its_range() {
+    let fx = Fixture::new();
+    let out = fx.attack(
+        &format!("{USERNS}    persist: true\n"),
+        "touch /made && mkdir /dir && chown 1000:1001 /dir && echo x >> /etc/passwd && cat /proc/self/uid_map",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first = first_id(&stdout(&out)) as u32;
+    let upper = fx.state_dir().join("containers/victim/upper");
+    assert_eq!(owner(&upper.join("made")), (first, first));
+    assert_eq!(owner(&upper.join("dir")), (first + 1000, first + 1001));
+    // Copied up: the image's root-owned file, now the range's root's.
+    assert_eq!(owner(&upper.join("etc/passwd")), (first, first));
+    assert_eq!(owner(&fx.rootfs().join("etc/passwd")), (0, 0));
+    assert!(!fx.rootfs().join("made").exists(), "written into the image");
+}
+
+/// A bind mount shows its files with their host ids. What that gives the
+/// service's root: read-only, nothing; read-write, the same rights as the
+/// host's root on that tree (and on it only).
+#[test]
+fn bind_mounts_keep_their_ids_inside() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fixture::new();
+    let data = fx.path().join("data");
+    std::fs::create_dir(&data).expect("mkdir data");
+    std::fs::write(data.join("owned"), "owned\n").expect("write");
+    std::os::unix::fs::chown(data.join("owned"), Some(1234), Some(5678)).expect("chown");
+    std::fs::write(data.join("rootonly"), "host\n").expect("write");
+    std::fs::set_permissions(
+        data.join("rootonly"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .expect("chmod");
+    let mounts = format!(
+        "    mounts:\n      - {{source: {0}, target: /rw}}\n      - {{source: {0}, target: /ro, readonly: true}}\n",
+        data.display()
+    );
+    let script = "stat -c '%u:%g %a' /rw/owned /rw/rootonly /ro/rootonly; cat /ro/rootonly; \
+                  echo service >> /ro/rootonly || echo ro-refused; \
+                  echo service >> /rw/rootonly && echo rw-written; touch /rw/new";
+    let out = fx.attack(&format!("{USERNS}{mounts}"), script);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "1234:5678 644\n0:0 600\n0:0 600\nhost\nro-refused\nrw-written\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("rootonly")).unwrap(),
+        "host\nservice\n"
+    );
+    assert_eq!(owner(&data.join("new")), (0, 0));
+}
+
+/// Outside its idmapped mounts the service's root is a user of the host
+/// like any other: a service on the host's `/` can neither read a root-only
+/// file nor change a root-owned one, and host-wide settings are not its.
+#[test]
+fn the_services_root_is_not_the_hosts_root() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fixture::new();
+    // Outside /tmp, which the service sees as a tmpfs of its own.
+    let probe = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
+    let dir = probe.path();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(dir.join("public"), "host\n").expect("write");
+    std::fs::write(dir.join("secret"), "secret\n").expect("write");
+    std::fs::set_permissions(dir.join("secret"), std::fs::Permissions::from_mode(0o600))
+        .expect("chmod");
+    let _restore = [
+        Restore::file(dir.join("public")),
+        Restore::file(dir.join("secret")),
+    ];
+    let config = fx.path().join("host-root.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir: {}\ncgroup_parent: {}\nservices:\n  onhost:\n    command: [/bin/sh]\n{USERNS}",
+            fx.state_dir().display(),
+            fx.cgroup_parent
+        ),
+    )
+    .expect("write config");
+    let script = format!(
+        "cd {}; stat -c %u public; cat secret || echo read-refused; \
+         echo service >> public || echo write-refused; chmod 666 public || echo chmod-refused; \
+         touch new || echo create-refused; stat -c %u /proc/sys/kernel/ostype; \
+         cat /proc/self/uid_map; cat /etc/shadow > /dev/null || echo shadow-refused",
+        dir.display()
+    );
+    let out = run_service(&config, "onhost", &script);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[..6],
+        [
+            "65534",
+            "read-refused",
+            "write-refused",
+            "chmod-refused",
+            "create-refused",
+            "65534"
+        ],
+        "{text}"
+    );
+    assert!(first_id(lines[6]) >= 65536, "{text}");
+    assert_eq!(lines.get(7), Some(&"shadow-refused"), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("public")).unwrap(),
+        "host\n"
+    );
+    let mode = std::fs::metadata(dir.join("public"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o644);
+    assert!(!dir.join("new").exists());
+}
+
+/// A bind source on a filesystem that cannot be idmapped (sysfs never can)
+/// stops the start with a message that names it, rather than showing the
+/// service its files with other ids.
+#[test]
+fn a_bind_source_that_cannot_be_idmapped_is_refused_clearly() {
+    let fx = Fixture::new();
+    let mounts = "    mounts: [{source: /sys/kernel, target: /k, readonly: true}]\n";
+    let out = fx.attack(&format!("{USERNS}{mounts}"), "ls /k");
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains(
+            "run victim: idmap bind mount /sys/kernel: this kernel cannot make idmapped mounts of its filesystem (sysfs)"
+        ),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 1, "{text}");
+}
+
+/// A layer kept (`persist: true`) from a run without a user namespace holds
+/// host root's files: the service's range could not use them, and is told so.
+#[test]
+fn a_kept_layer_of_another_range_is_refused() {
+    let fx = Fixture::new();
+    let out = fx.attack("    persist: true\n", "touch /made");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = fx.attack(&format!("{USERNS}    persist: true\n"), "true");
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains("its files belong to host id 0, not to this service's range from"),
+        "{text}"
+    );
+}
+
+/// Two supervisors on different state dirs share no record; a new range
+/// still stays clear of the ids a running service of the other one maps.
+#[test]
+fn a_new_range_avoids_the_ids_of_a_service_running_from_another_state_dir() {
+    use std::io::{BufRead, BufReader};
+    let first = Fixture::new();
+    let second = Fixture::new();
+    let pool = "userns_pool: {start: 400000, size: 131072}\n";
+    let mut running = Command::new(bin("supervisor"))
+        .arg("run")
+        .arg("-c")
+        .arg(first.config(&format!("{USERNS}{pool}")))
+        .arg("victim")
+        .args([
+            "--",
+            "/bin/sh",
+            "-c",
+            "cat /proc/self/uid_map; exec sleep 60",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run supervisor");
+    let mut line = String::new();
+    BufReader::new(running.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read the first service's id map");
+    let out = run_service(
+        &second.config(&format!("{USERNS}{pool}")),
+        "victim",
+        "cat /proc/self/uid_map",
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(running.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("stop the first service");
+    running.wait().expect("wait for the first service");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (taken, given) = (first_id(&line), first_id(&stdout(&out)));
+    assert_ne!(taken, given, "both services got the host ids from {taken}");
+}

@@ -47,6 +47,7 @@ fi
 script=$root/target/v2-tests.sh
 {
     echo 'set -e'
+    echo ". $root/tests/vm-tmp-ext4.sh"
     for b in "${bins[@]}"; do
         echo "echo '== pure cgroup v2 (VM): $(basename "$b")'; $b --test-threads=2"
     done

@@ -1235,3 +1235,100 @@ fn a_service_that_exits_before_a_freeze_is_handled_still_restarts() {
     });
     f.shutdown();
 }
+
+/// The host range a service's user namespace maps its root to (`0 FIRST 65536`).
+fn uid_map(pid: i32) -> String {
+    let map = fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();
+    map.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn a_user_namespace_keeps_its_range_across_restarts_of_the_service_and_the_daemon() {
+    let services = "  alpha:
+    image: ROOTFS
+    namespaces: [pid, mount, uts, ipc, net, user]
+    command: exec sleep 1000
+    restart: always
+    restart_delay: 10ms
+  beta:
+    image: ROOTFS
+    namespaces: [pid, mount, uts, ipc, net, user]
+    command: exec sleep 1000
+";
+    let settings = "userns_pool: {start: 200000, size: 655360}\n";
+    let mut f = Fixture::with_settings(settings, services);
+    f.start_daemon();
+    let alpha = uid_map(f.pid("alpha"));
+    let beta = uid_map(f.pid("beta"));
+    for map in [&alpha, &beta] {
+        let fields: Vec<u64> = map.split(' ').map(|n| n.parse().unwrap()).collect();
+        assert_eq!(fields[0], 0, "{map}");
+        assert!(
+            fields[1] >= 200_000 && fields[1] + 65536 <= 200_000 + 655_360,
+            "{map} outside the pool"
+        );
+        assert_eq!(
+            (fields[1] - 200_000) % 65536,
+            0,
+            "{map} off the pool's grid"
+        );
+        assert_eq!(fields[2], 65536, "{map}");
+    }
+    assert_ne!(alpha, beta, "two services share a range");
+    // An automatic restart after a crash, and a restart on request.
+    let first = f.pid("alpha");
+    kill(Pid::from_raw(first), Signal::SIGKILL).unwrap();
+    let svc = f.wait_for("alpha", "restarted", |s| {
+        s["restarts"] == 1 && s["state"] == "running" && s["pid"] != first
+    });
+    assert_eq!(uid_map(svc["pid"].as_i64().unwrap() as i32), alpha);
+    f.ok(&["restart", "alpha"]);
+    assert_eq!(uid_map(f.pid("alpha")), alpha);
+    // A new daemon on the same state_dir gives both the same ranges again.
+    f.shutdown();
+    f.start_daemon();
+    assert_eq!(uid_map(f.pid("alpha")), alpha);
+    assert_eq!(uid_map(f.pid("beta")), beta);
+    let record: Value =
+        serde_json::from_str(&fs::read_to_string(f.state.join("userns.json")).unwrap()).unwrap();
+    assert_eq!(
+        format!("0 {} 65536", record["alpha"]),
+        alpha,
+        "the record differs: {record}"
+    );
+    // A reload that moves the pool restarts both in ranges of the new pool.
+    let (old_alpha, old_beta) = (f.pid("alpha"), f.pid("beta"));
+    f.settings = "userns_pool: {start: 2000000, size: 131072}\n".to_string();
+    f.write_config(services);
+    f.ok(&["reload"]);
+    let moved = f.wait_for("alpha", "restarted", |s| {
+        s["state"] == "running" && s["pid"] != old_alpha
+    });
+    let beta_pid = f.wait_for("beta", "restarted", |s| {
+        s["state"] == "running" && s["pid"] != old_beta
+    });
+    let new_alpha = uid_map(moved["pid"].as_i64().unwrap() as i32);
+    let new_beta = uid_map(beta_pid["pid"].as_i64().unwrap() as i32);
+    for map in [&new_alpha, &new_beta] {
+        assert!(
+            ["0 2000000 65536", "0 2065536 65536"].contains(&map.as_str()),
+            "{map} is not from the new pool"
+        );
+    }
+    assert_ne!(new_alpha, new_beta);
+    f.shutdown();
+    // `supervisor run` takes the range the daemon recorded.
+    let out = Command::new(bin("supervisor"))
+        .args(["run", "-c"])
+        .arg(&f.config)
+        .args(["alpha", "--", "cat", "/proc/self/uid_map"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.split_whitespace().collect::<Vec<_>>().join(" "),
+        new_alpha
+    );
+}

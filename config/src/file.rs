@@ -10,6 +10,7 @@ use crate::read::{scalar, Fields};
 use crate::service;
 use crate::tree::{Node, Value};
 use crate::types::*;
+use crate::userns;
 
 /// The keys the top level may have.
 pub const KEYS: &[&str] = &[
@@ -18,6 +19,7 @@ pub const KEYS: &[&str] = &[
     "cgroup_parent",
     "cgroup_driver",
     "control_group",
+    "userns_pool",
     "services",
 ];
 
@@ -31,6 +33,7 @@ pub fn read(report: &mut Report, root: Option<&Node>, path: PathBuf) -> Config {
         cgroup_parent: DEFAULT_CGROUP_PARENT.to_owned(),
         cgroup_driver: CgroupDriver::default(),
         control_group: None,
+        userns_pool: DEFAULT_USERNS_POOL,
         services: Vec::new(),
     };
     let empty = "the file is empty: expected a mapping with a `services` key";
@@ -77,6 +80,12 @@ pub fn read(report: &mut Report, root: Option<&Node>, path: PathBuf) -> Config {
         config.cgroup_driver = driver;
     }
     config.control_group = fields.read(report, "control_group", scalar(group, "a group name"));
+    let pool_node = fields.node("userns_pool");
+    let pool_valid = match pool_node {
+        Some(node) => userns::pool(report, node).map(|pool| config.userns_pool = pool),
+        None => Some(()),
+    }
+    .is_some();
     let Some(entry) = fields.get("services") else {
         report.error(root.mark, "missing key `services`");
         return config;
@@ -103,6 +112,16 @@ pub fn read(report: &mut Report, root: Option<&Node>, path: PathBuf) -> Config {
         .collect();
     dependencies::check(report, &services);
     config.services = services.into_iter().map(|read| read.service).collect();
+    let pool_used = pool_node.is_some() || config.services.iter().any(|s| s.namespaces.user);
+    if pool_valid && pool_used {
+        let mark = pool_node.map_or(root.mark, |node| node.mark);
+        userns::check_subordinate(
+            report,
+            mark,
+            &config.userns_pool,
+            &userns::SUBORDINATE_FILES,
+        );
+    }
     config
 }
 

@@ -17,6 +17,7 @@ mod suggest;
 mod tree;
 pub mod types;
 mod units;
+mod userns;
 
 use std::path::{Path, PathBuf};
 

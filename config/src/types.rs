@@ -22,6 +22,16 @@ pub const DEFAULT_RESTART_DELAY_MAX: Duration = Duration::from_secs(30);
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default signal that asks a service to stop.
 pub const DEFAULT_STOP_SIGNAL: Signal = Signal::SIGTERM;
+/// Host ids each service with a user namespace gets: its ids 0 to 65535.
+pub const USERNS_RANGE: u32 = 65536;
+/// Default pool of host ids for user namespaces: 4096 services from 2^30 up.
+/// Above the ids useradd gives to users and to subordinate ranges
+/// (/etc/subuid, 100000 to 600100000 by default), below 2^31 (which some
+/// tools read as negative).
+pub const DEFAULT_USERNS_POOL: UsernsPool = UsernsPool {
+    start: 1 << 30,
+    size: 1 << 28,
+};
 
 /// The whole file, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,8 +45,36 @@ pub struct Config {
     pub cgroup_driver: CgroupDriver,
     /// Besides root, members of this group may use the control socket.
     pub control_group: Option<String>,
+    /// Host ids from which each service with a user namespace gets its range.
+    pub userns_pool: UsernsPool,
     /// In the order the file lists them.
     pub services: Vec<Service>,
+}
+
+/// `userns_pool: {start, size}`: host ids `start..start + size`, a whole
+/// number of `USERNS_RANGE`s, all above the host's own ids 0 to 65535.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsernsPool {
+    pub start: u32,
+    pub size: u32,
+}
+
+impl UsernsPool {
+    /// How many services' ranges the pool holds.
+    pub fn slots(&self) -> u32 {
+        self.size / USERNS_RANGE
+    }
+
+    /// The first host id of range number `slot` (below `slots()`).
+    pub fn slot_start(&self, slot: u32) -> u32 {
+        self.start + slot * USERNS_RANGE
+    }
+
+    /// Whether the range of `USERNS_RANGE` ids from `start` lies in the pool.
+    pub fn holds(&self, start: u32) -> bool {
+        let (start, pool_start) = (u64::from(start), u64::from(self.start));
+        start >= pool_start && start + u64::from(USERNS_RANGE) <= pool_start + u64::from(self.size)
+    }
 }
 
 /// Which cgroup backend to use (`cgroup_driver: auto | v1 | v2`).

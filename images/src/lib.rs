@@ -7,6 +7,7 @@ mod copy;
 mod dev;
 mod error;
 mod fsroot;
+pub mod idmap;
 mod mounts;
 mod oci;
 mod procfs;
@@ -21,7 +22,7 @@ mod writer;
 pub use dev::DeviceNode;
 pub use error::Error;
 pub use progress::{Progress, ProgressFn};
-pub use rootfs::{setup_rootfs, BindMount, RootfsSpec, INIT_PATH};
+pub use rootfs::{setup_rootfs, setup_rootfs_in_userns, BindMount, RootfsSpec, INIT_PATH};
 pub use store::{
     build_busybox, import, lease, list, remove, resolve_image, validate_name, Existing, ImageInfo,
     ImageLease,

@@ -100,14 +100,18 @@ impl Target {
         readonly: bool,
     ) -> Result<(), Error> {
         let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
-        mount(
-            Some(&proc_path(&source.fd)),
-            &proc_path(&self.fd),
-            None::<&str>,
-            flags,
-            None::<&str>,
-        )
-        .map_err(|e| {
+        let attached = if source.detached {
+            sys::attach_tree(source.fd.as_fd(), self.fd.as_fd())
+        } else {
+            mount(
+                Some(&proc_path(&source.fd)),
+                &proc_path(&self.fd),
+                None::<&str>,
+                flags,
+                None::<&str>,
+            )
+        };
+        attached.map_err(|e| {
             Error::setup(
                 step,
                 format!("{} on {}", source.shown.display(), self.shown.display()),
@@ -131,6 +135,8 @@ pub(crate) struct Source {
     fd: OwnedFd,
     shown: PathBuf,
     pub is_dir: bool,
+    /// A detached mount tree (see `idmap`), attached rather than bound.
+    detached: bool,
 }
 
 impl Source {
@@ -148,11 +154,29 @@ impl Source {
         Source::new("open", fd, shown)
     }
 
+    /// A detached mount tree handed over by the parent (see `idmap`); `path`
+    /// is where it comes from on the host, for messages.
+    pub(crate) fn detached(
+        step: &'static str,
+        tree: OwnedFd,
+        path: &Path,
+    ) -> Result<Source, Error> {
+        Ok(Source {
+            detached: true,
+            ..Source::new(step, tree, path.to_path_buf())?
+        })
+    }
+
     fn new(step: &'static str, fd: OwnedFd, shown: PathBuf) -> Result<Source, Error> {
         let st =
             nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|e| Error::setup(step, &shown, e))?;
         let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
-        Ok(Source { fd, shown, is_dir })
+        Ok(Source {
+            fd,
+            shown,
+            is_dir,
+            detached: false,
+        })
     }
 }
 

@@ -3,6 +3,7 @@
 //! root, after `exec` (ordinary code is fine here), before our init is exec'd.
 
 use std::fs::{self, DirBuilder};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dev::{self, DeviceNode};
 use crate::fsroot::Root;
+use crate::idmap::{self, Handed, HandedSources};
 use crate::mounts::{self, Kind, Missing, Source, Target};
 use crate::{procfs, Error};
 
@@ -63,7 +65,20 @@ pub struct BindMount {
 /// host's `/`), the same mounts go over the host's own /proc, /dev, /sys and
 /// /tmp in this namespace, and there is no pivot.
 pub fn setup_rootfs(spec: &RootfsSpec) -> Result<(), Error> {
-    let sources = HostSources::open(spec)?;
+    setup(spec, None)
+}
+
+/// `setup_rootfs` in a user namespace of the process's own: `handed` are the
+/// descriptors that `idmap::hand_over` opened for `spec` in the parent.
+pub fn setup_rootfs_in_userns(spec: &RootfsSpec, handed: Vec<OwnedFd>) -> Result<(), Error> {
+    setup(spec, Some(idmap::take(spec, handed)?))
+}
+
+fn setup(spec: &RootfsSpec, handed: Option<(Handed, HandedSources)>) -> Result<(), Error> {
+    let (handed, sources) = match handed {
+        Some((handed, sources)) => (Some(handed), HostSources::handed(spec, sources)?),
+        None => (None, HostSources::open(spec)?),
+    };
     // Nothing mounted from here on may propagate to the host (or back).
     mount(
         None::<&str>,
@@ -73,7 +88,16 @@ pub fn setup_rootfs(spec: &RootfsSpec) -> Result<(), Error> {
         None::<&str>,
     )
     .map_err(|e| Error::setup("make mounts private", "/", e))?;
-    let new_root = match (&spec.rootfs, &spec.writable_layer) {
+    // In a user namespace the image and the layer are reached through the
+    // descriptors handed over, not by their host paths.
+    let (image, layer) = match &handed {
+        Some(handed) => (
+            handed.attach_image(spec.rootfs.as_deref().unwrap_or(Path::new("/")))?,
+            handed.layer(),
+        ),
+        None => (spec.rootfs.clone(), spec.writable_layer.clone()),
+    };
+    let new_root = match (&image, &layer) {
         (None, None) => PathBuf::from("/"),
         (None, Some(layer)) => {
             return Err(Error::setup(
@@ -82,7 +106,9 @@ pub fn setup_rootfs(spec: &RootfsSpec) -> Result<(), Error> {
                 std::io::Error::other("needs an image"),
             ));
         }
-        (Some(image), Some(layer)) => mount_overlay(image, layer)?,
+        (Some(image), Some(layer)) => mount_overlay(image, layer, handed.is_some())?,
+        // Attached above: already a mount of its own.
+        (Some(image), None) if handed.is_some() => image.clone(),
         (Some(image), None) => {
             mount(
                 Some(image),
@@ -115,7 +141,9 @@ pub fn setup_rootfs(spec: &RootfsSpec) -> Result<(), Error> {
 }
 
 /// overlayfs with the image as lower dir; returns where it is mounted.
-fn mount_overlay(image: &Path, layer: &Path) -> Result<PathBuf, Error> {
+/// `userxattr`: mounted in a user namespace, where overlayfs must keep its
+/// own attributes (opaque directories) in `user.` rather than `trusted.` xattrs.
+fn mount_overlay(image: &Path, layer: &Path, userxattr: bool) -> Result<PathBuf, Error> {
     let (upper, work, merged) = (
         layer.join("upper"),
         layer.join("work"),
@@ -154,12 +182,15 @@ fn mount_overlay(image: &Path, layer: &Path) -> Result<PathBuf, Error> {
             .create(dir)
             .map_err(|e| Error::setup("create", dir, e))?;
     }
-    let data = format!(
+    let mut data = format!(
         "lowerdir={},upperdir={},workdir={}",
         image.display(),
         upper.display(),
         work.display()
     );
+    if userxattr {
+        data.push_str(",userxattr");
+    }
     mount(
         Some("overlay"),
         &merged,
@@ -190,6 +221,24 @@ impl HostSources {
                 .iter()
                 .map(|m| Source::open("bind mount source", &m.source))
                 .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// The sources of a setup in a user namespace: init and the bind mounts
+    /// are the trees the parent handed over.
+    fn handed(spec: &RootfsSpec, handed: HandedSources) -> Result<HostSources, Error> {
+        let init = Source::detached("open init", handed.init, &spec.init_binary)?;
+        let mounts = handed
+            .mounts
+            .into_iter()
+            .zip(&spec.mounts)
+            .map(|(tree, bind)| Source::detached("bind mount source", tree, &bind.source))
+            .collect::<Result<_, _>>()?;
+        Ok(HostSources {
+            init,
+            devices: dev::HostDevices::open(spec)?,
+            sys: Source::open("open host /sys", Path::new("/sys"))?,
+            mounts,
         })
     }
 }

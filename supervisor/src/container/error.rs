@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use nix::errno::Errno;
 
+use super::id_range::IdRangeError;
 use super::user::UserError;
 
 #[derive(Debug, thiserror::Error)]
@@ -12,6 +13,16 @@ pub enum SpawnError {
     Image(#[from] images::Error),
     #[error("{0}")]
     User(#[from] UserError),
+    #[error("user namespace: {0}")]
+    IdRange(#[from] IdRangeError),
+    #[error("user: id {id} is outside the service's user namespace, which has the ids 0 to 65535")]
+    IdOutsideRange { id: u32 },
+    #[error("writable layer {}: its files belong to host id {owner}, not to this service's range from {first} (written with another range or without a user namespace): remove it", layer.display())]
+    LayerOfOtherRange {
+        layer: PathBuf,
+        owner: u32,
+        first: u32,
+    },
     #[error("cgroup: {0}")]
     Cgroup(#[from] cgroups::Error),
     #[error("the init binary is missing: {0} (it is installed next to the supervisor)")]

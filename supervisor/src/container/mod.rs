@@ -9,6 +9,7 @@
 mod devices;
 mod error;
 mod handle;
+mod id_range;
 mod lock;
 mod resolve;
 mod run;
@@ -18,6 +19,7 @@ mod spec;
 #[allow(unsafe_code)]
 mod sys;
 mod user;
+mod userns;
 
 pub use error::SpawnError;
 pub use handle::Container;

@@ -4,12 +4,13 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use config::{Config, ImageRef, Service};
+use config::{Config, ImageRef, Service, USERNS_RANGE};
 use nix::sched::CloneFlags;
 
 use super::devices;
 use super::error::{io_error, SpawnError};
 use super::handle::remove_layer;
+use super::id_range;
 use super::spawn::{SpawnRequest, Stdio};
 use super::spec::SetupSpec;
 use super::user;
@@ -24,6 +25,8 @@ pub(super) struct Prepared {
     pub lease: Option<images::ImageLease>,
     /// For the cgroup, before any of the service's processes runs.
     pub device_policy: cgroups::DevicePolicy,
+    /// The first host id of the service's user namespace range.
+    pub id_range: Option<u32>,
 }
 
 pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
@@ -54,10 +57,27 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
         image_dir.as_deref().unwrap_or(Path::new("/")),
         service.user.as_ref(),
     )?;
+    let id_range = service
+        .namespaces
+        .user
+        .then(|| id_range::allocate(&config.state_dir, &config.userns_pool, &service.name))
+        .transpose()?;
+    if id_range.is_some() {
+        let ids = &user.credentials;
+        let mut all = [ids.uid, ids.gid]
+            .into_iter()
+            .chain(ids.groups.iter().copied());
+        if let Some(id) = all.find(|&id| id >= USERNS_RANGE) {
+            return Err(SpawnError::IdOutsideRange { id });
+        }
+    }
     let layer = match &image_dir {
         Some(_) if !service.readonly_rootfs => Some(writable_layer(config, service)?),
         _ => None,
     };
+    if let (Some(layer), Some(image), Some(first)) = (&layer, &image_dir, id_range) {
+        give_layer(layer, image, first)?;
+    }
     let console = matches!(req.stdio, Stdio::Inherit) && devices::stdin_is_terminal();
     let devices = devices::resolve(service, console)?;
     if service.privileged {
@@ -99,6 +119,7 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
         init,
         hostname: service.namespaces.uts.then(|| service.hostname.clone()),
         loopback: service.namespaces.net,
+        user_namespace: service.namespaces.user,
         cgroup_namespace: service.namespaces.cgroup,
         env: environment(
             service,
@@ -115,6 +136,7 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
         layer,
         lease,
         device_policy: devices.policy,
+        id_range,
     })
 }
 
@@ -141,6 +163,37 @@ fn writable_layer(config: &Config, service: &Service) -> Result<PathBuf, SpawnEr
         layer.display()
     )))?;
     Ok(layer)
+}
+
+/// Gives the writable layer's directory to the service's range root (0700):
+/// its setup process creates the overlay's upper and work dirs in it, so
+/// what the service writes belongs to its range on the host. An upper dir
+/// kept (`persist`) from another range or from a run without a user
+/// namespace is refused: the service could not use its files.
+fn give_layer(layer: &Path, image: &Path, first: u32) -> Result<(), SpawnError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let upper = layer.join("upper");
+    match std::fs::metadata(&upper) {
+        Ok(meta) => {
+            let image_owner = std::fs::metadata(image)
+                .map_err(io_error(format!("read {}", image.display())))?
+                .uid();
+            let expected = first.checked_add(image_owner);
+            if expected != Some(meta.uid()) {
+                return Err(SpawnError::LayerOfOtherRange {
+                    layer: layer.to_path_buf(),
+                    owner: meta.uid(),
+                    first,
+                });
+            }
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(io_error(format!("read {}", upper.display()))(err)),
+    }
+    let what = || format!("give writable layer {} to its range", layer.display());
+    std::os::unix::fs::chown(layer, Some(first), Some(first)).map_err(io_error(what()))?;
+    std::fs::set_permissions(layer, std::fs::Permissions::from_mode(0o700))
+        .map_err(io_error(what()))
 }
 
 /// Like Docker: PATH, HOSTNAME, HOME (and TERM on a terminal) by default,

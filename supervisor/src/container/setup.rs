@@ -16,7 +16,7 @@ use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{SigSet, SigmaskHow};
 use nix::unistd::{AccessFlags, Gid, Uid};
 
-use super::spec::{Credentials, SetupSpec, ERROR_FD, RELEASE, SPEC_FD, SYNC_FD};
+use super::spec::{Credentials, SetupSpec, ERROR_FD, HANDOVER_FD, RELEASE, SPEC_FD, SYNC_FD};
 use super::sys;
 
 /// Entry point of the hidden subcommand. Returns only on failure (after
@@ -56,8 +56,13 @@ fn setup() -> anyhow::Result<std::convert::Infallible> {
             .context("start a new session")?;
     }
     reset_signals();
-    if let Some(rootfs) = &spec.rootfs {
-        images::setup_rootfs(rootfs).context("root filesystem")?;
+    match &spec.rootfs {
+        Some(rootfs) if spec.user_namespace => {
+            let handed = receive_handover()?;
+            images::setup_rootfs_in_userns(rootfs, handed).context("root filesystem")?;
+        }
+        Some(rootfs) => images::setup_rootfs(rootfs).context("root filesystem")?,
+        None => {}
     }
     if let Some(hostname) = &spec.hostname {
         nix::unistd::sethostname(hostname)
@@ -114,6 +119,15 @@ fn take_terminal() -> anyhow::Result<()> {
     nix::unistd::setpgid(me, me).map_err(os)?;
     nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::getpgrp()).map_err(os)?;
     Ok(())
+}
+
+/// The root filesystem's mounts and sources, opened by the parent.
+fn receive_handover() -> anyhow::Result<Vec<std::os::fd::OwnedFd>> {
+    use std::os::fd::AsFd;
+    let socket = sys::inherited_fd(HANDOVER_FD).context("no handover socket (fd 6)")?;
+    sys::receive_fds(socket.as_fd())
+        .map_err(os)
+        .context("receive the root filesystem's mounts")
 }
 
 /// Blocks until the parent has placed us in the service's cgroup.

@@ -12,6 +12,7 @@ use config::{Config, Service};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::signal::{kill, Signal};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::waitpid;
 use nix::unistd::{pipe2, Pid};
 
@@ -19,8 +20,9 @@ use super::error::{io_error, sys_error, SpawnError};
 use super::handle::Container;
 use super::lock::ServiceLock;
 use super::resolve::{clone_flags, driver, prepare, resources};
-use super::spec::{SetupSpec, ERROR_FD, RELEASE, SPEC_FD, SYNC_FD};
+use super::spec::{SetupSpec, ERROR_FD, HANDOVER_FD, RELEASE, SPEC_FD, SYNC_FD};
 use super::sys::{self, ChildExec};
+use super::userns;
 
 /// How long a container may take to set itself up before `spawn` gives up on it.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -84,7 +86,7 @@ pub fn spawn(mut req: SpawnRequest) -> Result<Container, SpawnError> {
         _lock: lock,
     };
     let resources = create.then(|| resources(&req.service.limits, prepared.device_policy));
-    match start(&req, &prepared.spec, &container, resources) {
+    match start(&req, &prepared.spec, prepared.id_range, &container, resources) {
         Ok(pid) => Ok(Container { pid, ..container }),
         Err(err) => {
             // Best effort: the error that stopped the start is the one to report.
@@ -101,8 +103,9 @@ struct Pipes {
     error_read: File,
     sync_write: File,
     /// With a user namespace: the child waits on the read end (the last of
-    /// `child_ends`) until the id maps are written.
-    maps_written: Option<File>,
+    /// `child_ends`) until the id maps are written; the socket carries the
+    /// root filesystem's mounts to it (`HANDOVER_FD`).
+    userns: Option<(File, OwnedFd)>,
     child_ends: Vec<OwnedFd>,
 }
 
@@ -114,6 +117,20 @@ fn pipes(stdio: &Stdio, user_namespace: bool) -> Result<(Pipes, Vec<(i32, i32)>)
     let (sync_read, sync_write) = pipe()?;
     let mut child_ends = vec![high(&spec_read)?, high(&error_write)?, high(&sync_read)?];
     let mut targets = vec![SPEC_FD, ERROR_FD, SYNC_FD];
+    let handover = if user_namespace {
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(sys_error("create a socket"))?;
+        child_ends.push(high(&theirs)?);
+        targets.push(HANDOVER_FD);
+        Some(ours)
+    } else {
+        None
+    };
     if let Stdio::Log(log) = stdio {
         let null = File::open("/dev/null").map_err(io_error("open /dev/null"))?;
         child_ends.push(high(&OwnedFd::from(null))?);
@@ -126,18 +143,19 @@ fn pipes(stdio: &Stdio, user_namespace: bool) -> Result<(Pipes, Vec<(i32, i32)>)
         .map(|fd| fd.as_raw_fd())
         .zip(targets)
         .collect();
-    let maps_written = if user_namespace {
-        let (read, write) = pipe()?;
-        child_ends.push(high(&read)?);
-        Some(File::from(write))
-    } else {
-        None
+    let userns = match handover {
+        Some(socket) => {
+            let (read, write) = pipe()?;
+            child_ends.push(high(&read)?);
+            Some((File::from(write), socket))
+        }
+        None => None,
     };
     let pipes = Pipes {
         spec_write: File::from(spec_write),
         error_read: File::from(error_read),
         sync_write: File::from(sync_write),
-        maps_written,
+        userns,
         child_ends,
     };
     Ok((pipes, dups))
@@ -149,6 +167,7 @@ fn pipes(stdio: &Stdio, user_namespace: bool) -> Result<(Pipes, Vec<(i32, i32)>)
 fn start(
     req: &SpawnRequest,
     spec: &SetupSpec,
+    id_range: Option<u32>,
     container: &Container,
     resources: Option<cgroups::Resources>,
 ) -> Result<Pid, SpawnError> {
@@ -168,9 +187,12 @@ fn start(
         dups,
         ERROR_FD,
     );
-    if pipes.maps_written.is_some() {
-        let read_end = pipes.child_ends.last().expect("pushed with maps_written");
-        exec = exec.wait_before_exec(read_end.as_raw_fd());
+    if pipes.userns.is_some() {
+        let read_end = pipes
+            .child_ends
+            .last()
+            .expect("pushed with the user namespace pipe");
+        exec = exec.user_namespace(read_end.as_raw_fd());
     }
     let clone_into = cgroup.clone_into_fd();
     let pid = sys::clone_exec(
@@ -183,15 +205,24 @@ fn start(
         spec_write,
         mut error_read,
         sync_write,
-        maps_written,
+        userns,
         child_ends,
     } = pipes;
     drop(child_ends);
+    let userns = match (userns, id_range) {
+        (Some((maps_written, socket)), Some(first)) => Some(UserNamespace {
+            first,
+            rootfs: spec.rootfs.as_ref(),
+            maps_written,
+            socket,
+        }),
+        _ => None,
+    };
     let released = release(
         pid,
         clone_into.is_some(),
         &spec_json,
-        (spec_write, sync_write, maps_written),
+        (spec_write, sync_write, userns),
         cgroup.as_ref(),
     );
     match released {
@@ -220,20 +251,37 @@ fn start(
     }
 }
 
-/// Sends the spec, maps users, joins the child to its cgroup (overlapped with
-/// its setup) and releases it.
+/// What the parent does for a child in a user namespace of its own.
+struct UserNamespace<'a> {
+    /// The first host id of the service's range.
+    first: u32,
+    rootfs: Option<&'a images::RootfsSpec>,
+    /// Tells the child that its id maps are written.
+    maps_written: File,
+    /// Carries the root filesystem's mounts to the child.
+    socket: OwnedFd,
+}
+
+/// Maps ids and hands the mounts over (with a user namespace), sends the
+/// spec, joins the child to its cgroup (overlapped with its setup) and
+/// releases it.
 fn release(
     pid: Pid,
     born_in_cgroup: bool,
     spec_json: &[u8],
-    (mut spec_write, mut sync_write, maps_written): (File, File, Option<File>),
+    (mut spec_write, mut sync_write, userns): (File, File, Option<UserNamespace>),
     cgroup: &dyn cgroups::Cgroup,
 ) -> Result<(), SpawnError> {
-    if let Some(mut maps_written) = maps_written {
-        map_users(pid)?;
-        maps_written
+    if let Some(mut userns) = userns {
+        userns::write_maps(pid, userns.first)?;
+        // The child execs (the setup program) while we open its mounts.
+        userns
+            .maps_written
             .write_all(&[RELEASE])
             .map_err(io_error("release the container to exec"))?;
+        if let Some(rootfs) = userns.rootfs {
+            userns::hand_over(pid, rootfs, &userns.socket)?;
+        }
     }
     spec_write
         .write_all(spec_json)
@@ -252,16 +300,6 @@ fn release(
 /// own message says why.
 fn closed_by_child(err: &SpawnError) -> bool {
     matches!(err, SpawnError::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
-}
-
-/// The user namespace maps every id to itself: root in the service is root on
-/// the host, but its capabilities only reach what the service's namespaces own.
-fn map_users(pid: Pid) -> Result<(), SpawnError> {
-    for map in ["uid_map", "gid_map"] {
-        let path = format!("/proc/{pid}/{map}");
-        std::fs::write(&path, "0 0 4294967295\n").map_err(io_error(format!("write {path}")))?;
-    }
-    Ok(())
 }
 
 /// Reads the error pipe until EOF (success: init was exec'd) or a message.

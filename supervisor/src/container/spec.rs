@@ -14,6 +14,9 @@ pub const SPEC_FD: RawFd = 3;
 pub const ERROR_FD: RawFd = 4;
 /// The parent writes one byte here once the child is in its cgroup.
 pub const SYNC_FD: RawFd = 5;
+/// With a user namespace: the mounts and sources of the root filesystem
+/// arrive here as descriptors (see `userns::hand_over`).
+pub const HANDOVER_FD: RawFd = 6;
 /// The byte on `SYNC_FD` that releases the child.
 pub const RELEASE: u8 = b'1';
 
@@ -29,6 +32,10 @@ pub struct SetupSpec {
     pub hostname: Option<String>,
     /// The network namespace is new: bring `lo` up.
     pub loopback: bool,
+    /// The child is in a user namespace of its own, mapped to a private range
+    /// of host ids (and already its root): it receives the root filesystem's
+    /// sources on `HANDOVER_FD`.
+    pub user_namespace: bool,
     /// Enter a new cgroup namespace once inside the service's cgroup.
     pub cgroup_namespace: bool,
     pub credentials: Credentials,

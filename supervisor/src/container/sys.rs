@@ -42,8 +42,9 @@ pub struct ChildExec {
     dups: Vec<(RawFd, RawFd)>,
     /// Where an exec failure is reported (a target of `dups`).
     error_fd: RawFd,
-    /// Read one byte from this fd before exec: in a new user namespace, the
-    /// parent must write the id maps first, or exec drops every capability.
+    /// Read one byte from this fd before exec, then become root of the new
+    /// user namespace: the parent writes the id maps first, and exec as
+    /// anyone but the namespace's root drops every capability.
     wait_fd: Option<RawFd>,
 }
 
@@ -76,8 +77,10 @@ impl ChildExec {
         }
     }
 
-    /// Makes the child wait for a byte on `fd` (`>= MIN_SOURCE_FD`) before exec.
-    pub fn wait_before_exec(mut self, fd: RawFd) -> ChildExec {
+    /// In a new user namespace: the child waits for a byte on `fd`
+    /// (`>= MIN_SOURCE_FD`), the sign that its id maps are written, and
+    /// becomes the namespace's root before exec.
+    pub fn user_namespace(mut self, fd: RawFd) -> ChildExec {
         debug_assert!(fd >= MIN_SOURCE_FD);
         self.wait_fd = Some(fd);
         self
@@ -155,6 +158,22 @@ fn child_exec(exec: &ChildExec) -> ! {
         // SAFETY: read is async-signal-safe; the buffer is a valid local byte.
         if unsafe { libc::read(fd, (&mut byte as *mut u8).cast(), 1) } != 1 {
             child_fail(exec.error_fd, b"container child: no user mapping: errno ");
+        }
+        // Cloned, we still carry the host's root ids, unmapped in the new
+        // namespace. Raw system calls: they change this thread only, the
+        // only one here (libc's wrappers would signal the parent's threads).
+        // SAFETY: setresgid, setgroups and setresuid are async-signal-safe
+        // system calls; setgroups reads no memory with a count of 0.
+        let failed = unsafe {
+            libc::syscall(libc::SYS_setresgid, 0, 0, 0) == -1
+                || libc::syscall(libc::SYS_setgroups, 0, ptr::null::<libc::gid_t>()) == -1
+                || libc::syscall(libc::SYS_setresuid, 0, 0, 0) == -1
+        };
+        if failed {
+            child_fail(
+                exec.error_fd,
+                b"container child: become root of the user namespace: errno ",
+            );
         }
     }
     // SAFETY: path, argv and envp are NUL-terminated arrays of pointers to
@@ -273,4 +292,40 @@ pub fn open_in_root(
     let fd = nix::fcntl::openat2(root.as_raw_fd(), path, how)?;
     // SAFETY: openat2 just returned this descriptor and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Most descriptors one message carries (the kernel's SCM_MAX_FD).
+const MAX_RECEIVED_FDS: usize = 253;
+
+/// Receives one message of descriptors (SCM_RIGHTS) from `socket`,
+/// close-on-exec. An empty message or none (the peer closed) is an error.
+pub fn receive_fds(socket: BorrowedFd<'_>) -> Result<Vec<OwnedFd>, Errno> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([RawFd; MAX_RECEIVED_FDS]);
+    let msg = recvmsg::<()>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+        return Err(Errno::EMSGSIZE);
+    }
+    let mut fds = Vec::new();
+    for cmsg in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(raw) = cmsg {
+            // SAFETY: the kernel just installed these descriptors in this
+            // process for this message; nothing else owns them.
+            fds.extend(
+                raw.into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    if fds.is_empty() {
+        return Err(Errno::ENODATA);
+    }
+    Ok(fds)
 }

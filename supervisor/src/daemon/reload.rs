@@ -16,6 +16,8 @@ impl Services {
         let shared_changed = old.cgroup_parent != self.config.cgroup_parent
             || old.cgroup_driver != self.config.cgroup_driver
             || old.images_dir != self.config.images_dir;
+        // Services with a user namespace may have a range outside a new pool.
+        let pool_changed = old.userns_pool != self.config.userns_pool;
         if old.cgroup_parent != self.config.cgroup_parent
             || old.cgroup_driver != self.config.cgroup_driver
         {
@@ -35,7 +37,11 @@ impl Services {
                     self.list[idx].removed = true;
                     self.request_stop(idx, false);
                 }
-                Some(service) if shared_changed || service != self.list[idx].service => {
+                Some(service)
+                    if shared_changed
+                        || (pool_changed && service.namespaces.user)
+                        || service != self.list[idx].service =>
+                {
                     // A pending restart needs a group with the new limits (or parent).
                     self.discard_kept_cgroup(idx);
                     let svc = &mut self.list[idx];
