@@ -5,12 +5,14 @@
 //! ([`tree`]), then read key by key into [`types`]; each problem is collected
 //! with its position rather than stopping at the first one.
 
+mod capabilities;
 mod dependencies;
 mod diagnostic;
 mod file;
 mod names;
 mod paths;
 mod read;
+mod security;
 mod service;
 mod suggest;
 mod tree;
@@ -19,6 +21,7 @@ mod units;
 
 use std::path::{Path, PathBuf};
 
+pub use capabilities::{Capabilities, CAPABILITY_NAMES};
 pub use diagnostic::{Diagnostic, Errors};
 pub use types::*;
 pub use units::MAX_DURATION;

@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 use serde::de::value::{Error as ValueError, StrDeserializer};
 use serde::Deserialize;
 
+use crate::capabilities::Capabilities;
 use crate::diagnostic::{Mark, Report};
 use crate::names;
 use crate::paths;
 use crate::read::{boolean, items, nonempty, scalar, scalar_text, string, Fields};
+use crate::security;
 use crate::suggest::did_you_mean;
 use crate::tree::{Node, Value};
 use crate::types::*;
@@ -35,6 +37,10 @@ pub const KEYS: &[&str] = &[
     "persist",
     "mounts",
     "limits",
+    "cap_add",
+    "cap_drop",
+    "privileged",
+    "seccomp",
 ];
 const MOUNT_KEYS: &[&str] = &["source", "target", "readonly"];
 const LIMIT_KEYS: &[&str] = &["memory", "memory_swap", "cpus", "pids", "io_weight"];
@@ -128,6 +134,7 @@ pub fn read(report: &mut Report, dir: &Path, name: &str, name_mark: Mark, node: 
     if let Some(node) = fields.node("limits") {
         service.limits = limits(report, node);
     }
+    security::read(report, dir, &fields, service);
     check_restart_delays(report, &fields, service);
     check_namespaces(report, &fields, service);
     read
@@ -154,6 +161,10 @@ fn defaults(name: &str) -> Service {
         persist: false,
         mounts: Vec::new(),
         limits: Limits::default(),
+        capabilities: Capabilities::docker_default(),
+        privileged: false,
+        seccomp: Seccomp::Default,
+        seccomp_filter: None,
     }
 }
 

@@ -15,4 +15,4 @@ mod profile;
 pub use bpf::{Instruction, Program, MAX_INSTRUCTIONS};
 pub use compile::{compile, CompileError, Context};
 pub use docker_default::docker_default;
-pub use profile::{Action, ArgCmp, CmpOp, Profile, ProfileError, Rule, RuleFilter};
+pub use profile::{kernel_version, Action, ArgCmp, CmpOp, Profile, ProfileError, Rule, RuleFilter};

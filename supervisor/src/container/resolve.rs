@@ -87,7 +87,15 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
         take_terminal: matches!(req.stdio, Stdio::Inherit) && in_terminal_foreground(),
         workdir: service.workdir.clone(),
         command,
+        capabilities: (!service.privileged).then_some(service.capabilities.0),
+        seccomp: service.seccomp_filter.as_deref().cloned(),
     };
+    if service.privileged {
+        log::warn!(
+            "service {} is privileged: every capability, no seccomp filter, all devices",
+            service.name
+        );
+    }
     Ok(Prepared { spec, layer, lease })
 }
 

@@ -75,7 +75,10 @@ fn setup() -> anyhow::Result<std::convert::Infallible> {
             .map_err(os)
             .context("enter a new cgroup namespace")?;
     }
+    // From here the service's limits apply: capabilities, then seccomp last.
+    bound_capabilities(spec.capabilities)?;
     switch_user(&spec.credentials)?;
+    set_capabilities(spec.capabilities)?;
     nix::unistd::chdir(&spec.workdir)
         .map_err(os)
         .with_context(|| format!("workdir {}", spec.workdir.display()))?;
@@ -124,6 +127,36 @@ fn wait_for_release(mut sync: File) -> anyhow::Result<()> {
         Ok(_) => bail!("the supervisor went away during setup"),
         Err(err) => Err(err).context("wait for the supervisor"),
     }
+}
+
+/// Drops from the bounding set what the service does not keep, and keeps the
+/// permitted set across the switch to the service's user (setuid needs
+/// CAP_SETUID and CAP_SETGID, which the service may not keep). None
+/// (`privileged`): every capability stays.
+fn bound_capabilities(keep: Option<u64>) -> anyhow::Result<()> {
+    sys::clear_ambient_capabilities()
+        .map_err(os)
+        .context("clear the ambient capabilities")?;
+    let Some(keep) = keep else { return Ok(()) };
+    sys::drop_bounding_set(keep)
+        .map_err(os)
+        .context("drop capabilities from the bounding set")?;
+    sys::keep_capabilities(true)
+        .map_err(os)
+        .context("keep capabilities across the user switch")
+}
+
+/// The permitted and effective sets become the kept set (as Docker does, the
+/// inheritable set is empty: CVE-2022-24769). A non-root user loses them all
+/// at exec, as in Docker: exec gives a non-root user no capabilities.
+fn set_capabilities(keep: Option<u64>) -> anyhow::Result<()> {
+    let Some(keep) = keep else { return Ok(()) };
+    sys::keep_capabilities(false)
+        .map_err(os)
+        .context("reset keep-capabilities")?;
+    sys::set_capabilities(keep, keep, 0)
+        .map_err(os)
+        .context("set the capabilities")
 }
 
 fn switch_user(creds: &Credentials) -> anyhow::Result<()> {
@@ -193,6 +226,12 @@ fn exec_init(spec: &SetupSpec) -> anyhow::Result<std::convert::Infallible> {
         .iter()
         .map(|kv| cstring(OsStr::new(kv)))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    // Last: from here on the filter applies to this process too.
+    if let Some(program) = &spec.seccomp {
+        sys::install_seccomp_filter(program)
+            .map_err(os)
+            .context("install the seccomp filter")?;
+    }
     let err = nix::unistd::execve(&init, &argv, &env).unwrap_err();
     Err(os(err)).with_context(|| format!("exec init {}", spec.init.display()))
 }
