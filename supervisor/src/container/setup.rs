@@ -76,9 +76,9 @@ fn setup() -> anyhow::Result<std::convert::Infallible> {
             .context("enter a new cgroup namespace")?;
     }
     // From here the service's limits apply: capabilities, then seccomp last.
-    bound_capabilities(spec.capabilities)?;
+    let kept = bound_capabilities(spec.capabilities)?;
     switch_user(&spec.credentials)?;
-    set_capabilities(spec.capabilities)?;
+    set_capabilities(kept)?;
     nix::unistd::chdir(&spec.workdir)
         .map_err(os)
         .with_context(|| format!("workdir {}", spec.workdir.display()))?;
@@ -132,18 +132,20 @@ fn wait_for_release(mut sync: File) -> anyhow::Result<()> {
 /// Drops from the bounding set what the service does not keep, and keeps the
 /// permitted set across the switch to the service's user (setuid needs
 /// CAP_SETUID and CAP_SETGID, which the service may not keep). None
-/// (`privileged`): every capability stays.
-fn bound_capabilities(keep: Option<u64>) -> anyhow::Result<()> {
+/// (`privileged`): every capability stays. Returns the set kept: a
+/// capability the supervisor itself lacks cannot be given.
+fn bound_capabilities(keep: Option<u64>) -> anyhow::Result<Option<u64>> {
     sys::clear_ambient_capabilities()
         .map_err(os)
         .context("clear the ambient capabilities")?;
-    let Some(keep) = keep else { return Ok(()) };
-    sys::drop_bounding_set(keep)
+    let Some(keep) = keep else { return Ok(None) };
+    let kept = sys::drop_bounding_set(keep)
         .map_err(os)
         .context("drop capabilities from the bounding set")?;
     sys::keep_capabilities(true)
         .map_err(os)
-        .context("keep capabilities across the user switch")
+        .context("keep capabilities across the user switch")?;
+    Ok(Some(kept))
 }
 
 /// The permitted and effective sets become the kept set (as Docker does, the

@@ -293,26 +293,30 @@ struct CapData {
 }
 
 /// Removes from the bounding set every capability the kernel has that `keep`
-/// lacks (bit N: capability N). Needs CAP_SETPCAP, so it comes first.
-pub fn drop_bounding_set(keep: u64) -> Result<(), Errno> {
+/// lacks (bit N: capability N). Needs CAP_SETPCAP, so it comes first. Returns
+/// the bounding set left: `keep` less what this process never had.
+pub fn drop_bounding_set(keep: u64) -> Result<u64, Errno> {
+    let mut left = 0;
     for cap in 0..64 {
         // SAFETY: PR_CAPBSET_READ only reads the calling thread's bounding set.
         let has = unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) };
         if has == -1 {
             // EINVAL: past the kernel's last capability.
             return match Errno::last() {
-                Errno::EINVAL => Ok(()),
+                Errno::EINVAL => Ok(left),
                 errno => Err(errno),
             };
         }
-        if has == 1 && keep & (1 << cap) == 0 {
+        if has == 1 && keep & (1 << cap) != 0 {
+            left |= 1 << cap;
+        } else if has == 1 {
             // SAFETY: PR_CAPBSET_DROP only changes the calling thread's bounding set.
             Errno::result(unsafe {
                 libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0)
             })?;
         }
     }
-    Ok(())
+    Ok(left)
 }
 
 /// Empties the ambient set.
