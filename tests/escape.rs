@@ -198,7 +198,11 @@ fn sets_inside(fx: &Fixture, extra: &str) -> String {
 
 fn assert_sets(status: &str, expected: &[(&str, &str)]) {
     for (key, value) in expected {
-        assert_eq!(status_field(status, key), Some(*value), "{key} in\n{status}");
+        assert_eq!(
+            status_field(status, key),
+            Some(*value),
+            "{key} in\n{status}"
+        );
     }
 }
 
@@ -245,7 +249,10 @@ fn cap_add_and_cap_drop_change_the_sets() {
     let status = sets_inside(&fx, extra);
     assert_sets(
         &status,
-        &[("CapBnd", "00000000a80435fa"), ("CapEff", "00000000a80435fa")],
+        &[
+            ("CapBnd", "00000000a80435fa"),
+            ("CapEff", "00000000a80435fa"),
+        ],
     );
     let out = fx.attack(extra, "touch /tmp/f && chown 65534 /tmp/f");
     assert!(!out.status.success(), "chown worked without CAP_CHOWN");
@@ -441,7 +448,11 @@ fn modules_bpf_and_reboot_are_refused() {
     let fx = probe_fixture();
     assert_probes(
         &fx,
-        &[("finit-module", "err 1"), ("bpf", "err 1"), ("reboot", "err 1")],
+        &[
+            ("finit-module", "err 1"),
+            ("bpf", "err 1"),
+            ("reboot", "err 1"),
+        ],
     );
 }
 

@@ -155,10 +155,12 @@ pub fn parse_item(text: &str) -> Result<CapabilityItem, String> {
 /// the dropped plus the added.
 pub fn resolve(add: &[CapabilityItem], drop: &[CapabilityItem]) -> Capabilities {
     let ones = |items: &[CapabilityItem]| {
-        items.iter().fold(Capabilities::NONE, |set, item| match item {
-            CapabilityItem::One(cap) => set.with(*cap),
-            CapabilityItem::All => set,
-        })
+        items
+            .iter()
+            .fold(Capabilities::NONE, |set, item| match item {
+                CapabilityItem::One(cap) => set.with(*cap),
+                CapabilityItem::All => set,
+            })
     };
     let (added, dropped) = (ones(add), ones(drop));
     if add.contains(&CapabilityItem::All) {

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::capabilities::{self, CapabilityItem, Capabilities};
+use crate::capabilities::{self, Capabilities, CapabilityItem};
 use crate::diagnostic::{Mark, Report};
 use crate::read::{boolean, items, scalar_text, Fields};
 use crate::suggest::closest;

@@ -772,7 +772,10 @@ fn a_seccomp_profile_is_read_relative_to_the_file_and_compiled() {
     .unwrap();
     let config = parse_str(&web_with_seccomp("profile.json"), &file).unwrap();
     let web = &config.services[0];
-    assert_eq!(web.seccomp, Seccomp::Profile(dir.path().join("profile.json")));
+    assert_eq!(
+        web.seccomp,
+        Seccomp::Profile(dir.path().join("profile.json"))
+    );
     assert!(web.seccomp_filter.is_some());
 }
 
@@ -807,7 +810,9 @@ fn a_bad_seccomp_profile_is_an_error_naming_the_file() {
     assert!(bad("broken.json", "{\"defaultAction\": ").starts_with("not a seccomp profile: "));
     let missing = parse_str(&web_with_seccomp("./missing.json"), &file).unwrap_err();
     assert!(
-        missing.0[0].message.ends_with("missing.json: No such file or directory"),
+        missing.0[0]
+            .message
+            .ends_with("missing.json: No such file or directory"),
         "{missing}"
     );
 }

@@ -146,7 +146,7 @@ pub fn clone(flags: u64) -> Result<()> {
 pub fn clone3() -> Result<()> {
     let mut args = [0u64; 11];
     args[4] = libc::SIGCHLD as u64; // exit_signal
-    // SAFETY: `args` is a valid version-2 clone_args; the child only calls _exit.
+                                    // SAFETY: `args` is a valid version-2 clone_args; the child only calls _exit.
     let pid = check(unsafe {
         libc::syscall(
             libc::SYS_clone3,

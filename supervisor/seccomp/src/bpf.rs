@@ -167,7 +167,12 @@ impl Assembler {
                     k: distance(from, target, labels) as u32,
                 }),
                 Item::Jump { code, k, yes, no } if long[i] => {
-                    out.push(Instruction { code, jt: 0, jf: 1, k });
+                    out.push(Instruction {
+                        code,
+                        jt: 0,
+                        jf: 1,
+                        k,
+                    });
                     for (n, target) in [yes, no].into_iter().enumerate() {
                         out.push(Instruction {
                             code: JA,
@@ -214,7 +219,15 @@ mod tests {
         asm.place(end);
         asm.ret(2);
         let program = asm.finish();
-        assert_eq!(program.0[0], Instruction { code: JEQ_K, jt: 1, jf: 0, k: 7 });
+        assert_eq!(
+            program.0[0],
+            Instruction {
+                code: JEQ_K,
+                jt: 1,
+                jf: 0,
+                k: 7
+            }
+        );
     }
 
     #[test]
@@ -228,7 +241,15 @@ mod tests {
         asm.place(end);
         asm.ret(2);
         let program = asm.finish().0;
-        assert_eq!(program[0], Instruction { code: JEQ_K, jt: 0, jf: 1, k: 7 });
+        assert_eq!(
+            program[0],
+            Instruction {
+                code: JEQ_K,
+                jt: 0,
+                jf: 1,
+                k: 7
+            }
+        );
         // ja end (from index 2 to 303), then ja next (index 3)
         assert_eq!((program[1].code, program[1].k), (JA, 301));
         assert_eq!((program[2].code, program[2].k), (JA, 0));

@@ -97,7 +97,12 @@ pub fn compile(profile: &Profile, context: &Context) -> Result<Program, CompileE
     let foreign = asm.label();
     let block_labels: Vec<usize> = blocks.iter().map(|_| asm.label()).collect();
     asm.load(ARCH);
-    asm.jump(JEQ_K, arch::AUDIT_ARCH, Target::Next, Target::Label(foreign));
+    asm.jump(
+        JEQ_K,
+        arch::AUDIT_ARCH,
+        Target::Next,
+        Target::Label(foreign),
+    );
     asm.load(NR);
     if let Some(bit) = arch::SYSCALL_BIT {
         asm.jump(JGE_K, bit, Target::Label(foreign), Target::Next);

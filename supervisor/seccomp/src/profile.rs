@@ -220,12 +220,13 @@ fn arg(raw: &RawArg) -> Result<ArgCmp, String> {
 }
 
 fn filter(raw: RawFilter) -> Result<RuleFilter, String> {
-    let min_kernel = match raw.min_kernel {
-        None => None,
-        Some(text) => Some(kernel_version(&text).ok_or_else(|| {
-            format!("minKernel: `{text}` is not a kernel version such as 4.8")
-        })?),
-    };
+    let min_kernel =
+        match raw.min_kernel {
+            None => None,
+            Some(text) => Some(kernel_version(&text).ok_or_else(|| {
+                format!("minKernel: `{text}` is not a kernel version such as 4.8")
+            })?),
+        };
     Ok(RuleFilter {
         caps: raw.caps,
         arches: raw.arches,
@@ -280,7 +281,9 @@ mod tests {
             "defaultAction: unknown action `SCMP_ACT_MAYBE`"
         );
         assert_eq!(
-            bad(r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mount"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_SIMILAR"}]}]}"#),
+            bad(
+                r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mount"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_SIMILAR"}]}]}"#
+            ),
             "syscalls[0]: args: unknown operator `SCMP_CMP_SIMILAR`"
         );
         assert!(bad("{").starts_with("not a seccomp profile: "));

@@ -61,16 +61,48 @@ fn default_with(caps: &[&str]) -> Program {
 #[test]
 fn the_default_allows_ordinary_calls_and_refuses_the_dangerous_ones() {
     let program = default_with(&["CAP_CHOWN", "CAP_SYS_CHROOT"]);
-    for name in ["read", "write", "openat", "execve", "chown", "chroot", "mkdir", "ptrace"] {
+    for name in [
+        "read", "write", "openat", "execve", "chown", "chroot", "mkdir", "ptrace",
+    ] {
         assert_eq!(call(&program, name, [0; 6]), ALLOW, "{name}");
     }
     for name in [
-        "mount", "umount2", "pivot_root", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick",
-        "open_tree", "mount_setattr", "unshare", "setns", "open_by_handle_at", "keyctl",
-        "add_key", "request_key", "bpf", "perf_event_open", "kexec_load", "kexec_file_load",
-        "init_module", "finit_module", "delete_module", "syslog", "iopl", "ioperm",
-        "userfaultfd", "acct", "swapon", "swapoff", "reboot", "settimeofday", "clock_settime",
-        "quotactl", "lookup_dcookie", "io_uring_setup",
+        "mount",
+        "umount2",
+        "pivot_root",
+        "move_mount",
+        "fsopen",
+        "fsconfig",
+        "fsmount",
+        "fspick",
+        "open_tree",
+        "mount_setattr",
+        "unshare",
+        "setns",
+        "open_by_handle_at",
+        "keyctl",
+        "add_key",
+        "request_key",
+        "bpf",
+        "perf_event_open",
+        "kexec_load",
+        "kexec_file_load",
+        "init_module",
+        "finit_module",
+        "delete_module",
+        "syslog",
+        "iopl",
+        "ioperm",
+        "userfaultfd",
+        "acct",
+        "swapon",
+        "swapoff",
+        "reboot",
+        "settimeofday",
+        "clock_settime",
+        "quotactl",
+        "lookup_dcookie",
+        "io_uring_setup",
     ] {
         assert_eq!(call(&program, name, [0; 6]), EPERM_RET, "{name}");
     }
@@ -84,8 +116,19 @@ fn clone_with_namespace_flags_is_refused_and_clone3_looks_missing() {
     let sigchld = 17;
     assert_eq!(call(&program, "clone", [sigchld, 0, 0, 0, 0, 0]), ALLOW);
     assert_eq!(call(&program, "clone", [0x0001_0f00, 0, 0, 0, 0, 0]), ALLOW);
-    for flag in [0x2_0000u64, 0x0200_0000, 0x0400_0000, 0x0800_0000, 0x1000_0000, 0x2000_0000, 0x4000_0000] {
-        assert_eq!(call(&program, "clone", [flag | sigchld, 0, 0, 0, 0, 0]), EPERM_RET);
+    for flag in [
+        0x2_0000u64,
+        0x0200_0000,
+        0x0400_0000,
+        0x0800_0000,
+        0x1000_0000,
+        0x2000_0000,
+        0x4000_0000,
+    ] {
+        assert_eq!(
+            call(&program, "clone", [flag | sigchld, 0, 0, 0, 0, 0]),
+            EPERM_RET
+        );
     }
     assert_eq!(call(&program, "clone3", [0; 6]), 0x0005_0000 | 38);
     let admin = default_with(&["CAP_SYS_ADMIN"]);
@@ -102,7 +145,10 @@ fn personality_and_socket_are_checked_by_argument() {
     }
     // READ_IMPLIES_EXEC, ADDR_NO_RANDOMIZE
     for value in [0x0400_0000, 0x0004_0000, 0x1_0000_0000] {
-        assert_eq!(call(&program, "personality", [value, 0, 0, 0, 0, 0]), EPERM_RET);
+        assert_eq!(
+            call(&program, "personality", [value, 0, 0, 0, 0, 0]),
+            EPERM_RET
+        );
     }
     assert_eq!(call(&program, "socket", [2, 1, 0, 0, 0, 0]), ALLOW);
     assert_eq!(call(&program, "socket", [40, 1, 0, 0, 0, 0]), EPERM_RET);
@@ -124,7 +170,10 @@ fn other_abis_are_refused() {
     const AUDIT_ARCH_I386: u32 = 0x4000_0003;
     assert_eq!(run(&program, AUDIT_ARCH_I386, 20, [0; 6]), EPERM_RET);
     let x32_getpid = 0x4000_0000 | nr("getpid");
-    assert_eq!(run(&program, arch::AUDIT_ARCH, x32_getpid, [0; 6]), EPERM_RET);
+    assert_eq!(
+        run(&program, arch::AUDIT_ARCH, x32_getpid, [0; 6]),
+        EPERM_RET
+    );
     assert_eq!(call(&program, "arch_prctl", [0; 6]), ALLOW);
 }
 
@@ -143,17 +192,54 @@ fn every_comparison_of_64_bit_arguments() {
         includes: RuleFilter::default(),
         excludes: RuleFilter::default(),
     };
-    let cases: &[(CmpOp, u64, &[(u64, bool)])] = &[
-        (CmpOp::Eq, 0, &[(value, true), (5, false), (value + 1, false)]),
+    /// (operator, valueTwo, [(argument, whether the rule matches)])
+    type Case<'a> = (CmpOp, u64, &'a [(u64, bool)]);
+    let cases: &[Case] = &[
+        (
+            CmpOp::Eq,
+            0,
+            &[(value, true), (5, false), (value + 1, false)],
+        ),
         (CmpOp::Ne, 0, &[(value, false), (5, true), (1 << 32, true)]),
-        (CmpOp::Gt, 0, &[(value, false), (value + 1, true), (2 << 32, true), (6, false)]),
-        (CmpOp::Ge, 0, &[(value, true), (value - 1, false), (u64::MAX, true)]),
-        (CmpOp::Lt, 0, &[(value, false), (value - 1, true), (6, true), (2 << 32, false)]),
-        (CmpOp::Le, 0, &[(value, true), (value + 1, false), (0, true)]),
+        (
+            CmpOp::Gt,
+            0,
+            &[
+                (value, false),
+                (value + 1, true),
+                (2 << 32, true),
+                (6, false),
+            ],
+        ),
+        (
+            CmpOp::Ge,
+            0,
+            &[(value, true), (value - 1, false), (u64::MAX, true)],
+        ),
+        (
+            CmpOp::Lt,
+            0,
+            &[
+                (value, false),
+                (value - 1, true),
+                (6, true),
+                (2 << 32, false),
+            ],
+        ),
+        (
+            CmpOp::Le,
+            0,
+            &[(value, true), (value + 1, false), (0, true)],
+        ),
         (
             CmpOp::MaskedEq,
             4,
-            &[(4, true), (0x1_0000_0004, false), (1, false), (0xffff_0000_0000_0004, true)],
+            &[
+                (4, true),
+                (0x1_0000_0004, false),
+                (1, false),
+                (0xffff_0000_0000_0004, true),
+            ],
         ),
     ];
     for (op, value_two, probes) in cases {
