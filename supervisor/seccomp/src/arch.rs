@@ -21,6 +21,9 @@ mod native {
     pub const NAMES: &[&str] = &["SCMP_ARCH_AARCH64", "arm64", "aarch64"];
 }
 
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!("seccomp filters are built for x86_64 and aarch64 only");
+
 pub use native::{AUDIT_ARCH, NAMES, SYSCALL_BIT};
 
 /// The native number of system call `name`; None where this architecture has
