@@ -239,6 +239,16 @@ fn a_non_root_user_has_no_effective_capabilities() {
             ("Seccomp", "2"),
         ],
     );
+    // The switch to the user happens with the capabilities it needs, whatever
+    // the service keeps.
+    let status = sets_inside(&fx, "    user: nobody\n    cap_drop: [ALL]\n");
+    assert_sets(
+        &status,
+        &[
+            ("Uid", "65534\t65534\t65534\t65534"),
+            ("CapBnd", "0000000000000000"),
+        ],
+    );
 }
 
 #[test]
