@@ -5,7 +5,8 @@
 #   the defaults        (Docker's 14 capabilities, the default seccomp filter)
 #   seccomp: unconfined (the capabilities dropped, no filter)
 #   privileged: true    (every capability, no filter)
-# interleaved round-robin, back to back, so that all share the same noise.
+# interleaved round-robin (in a new random order each round), back to back,
+# so that all share the same noise.
 # Prints medians and p90 in ms of the wall time and of the CPU time, and each
 # row's difference from `privileged`.
 #
@@ -82,10 +83,11 @@ for row in "${rows[@]}"; do "$supervisor" run -c "$work/services.yaml" "$row" >/
 # waited for (wait4's rusage, in microseconds): the CPU time is what the
 # hardening itself costs, and moves less with the load of a shared machine.
 python3 - "$runs" "$work/times.txt" "$supervisor" "$work/services.yaml" "${rows[@]}" <<'PY'
-import os, subprocess, sys, time
+import os, random, subprocess, sys, time
 runs, out, supervisor, config, rows = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
 with open(out, "w") as f:
     for _ in range(runs):
+        random.shuffle(rows)  # no row always follows the same one
         for row in rows:
             t0 = time.perf_counter_ns()
             child = subprocess.Popen([supervisor, "run", "-c", config, row],
