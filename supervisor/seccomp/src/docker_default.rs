@@ -5,7 +5,8 @@
 //! with namespace flags need CAP_SYS_ADMIN; module loading CAP_SYS_MODULE;
 //! reboot CAP_SYS_BOOT; setting the clock CAP_SYS_TIME; and so on. Never
 //! allowed: the kernel keyring (not namespaced), kexec, userfaultfd, swapon and
-//! swapoff, vm86, io_uring, and open_by_handle_at without CAP_DAC_READ_SEARCH.
+//! swapoff, vm86, io_uring, pivot_root, and open_by_handle_at without
+//! CAP_DAC_READ_SEARCH.
 //! `adjtimex` and `clock_adjtime` stay allowed, as in Docker: they also read
 //! the clock's state, and setting it through them needs CAP_SYS_TIME.
 
@@ -406,7 +407,6 @@ const WITH_CAPABILITY: &[(&str, &[&str])] = &[
             "move_mount",
             "open_tree",
             "perf_event_open",
-            "pivot_root",
             "quotactl",
             "quotactl_fd",
             "setdomainname",
