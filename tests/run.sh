@@ -16,8 +16,9 @@ bash tests/deps.sh
 cargo build --workspace
 cargo test --workspace
 
-# The cgroup, freeze and lifecycle tests, as built above.
-layout_tests=(cgroups run supervisor)
+# The cgroup, freeze and lifecycle tests, and the escape tests (the issue wants
+# every attack tried on all three layouts), as built above.
+layout_tests=(cgroups run supervisor escape)
 bins=()
 for t in "${layout_tests[@]}"; do
     bin=$(cargo test -p integration-tests --test "$t" --no-run --message-format=json 2>/dev/null |

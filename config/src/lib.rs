@@ -5,6 +5,7 @@
 //! ([`tree`]), then read key by key into [`types`]; each problem is collected
 //! with its position rather than stopping at the first one.
 
+mod capabilities;
 mod dependencies;
 mod devices;
 mod diagnostic;
@@ -12,6 +13,7 @@ mod file;
 mod names;
 mod paths;
 mod read;
+mod security;
 mod service;
 mod suggest;
 mod tree;
@@ -21,6 +23,7 @@ mod userns;
 
 use std::path::{Path, PathBuf};
 
+pub use capabilities::{Capabilities, CAPABILITY_NAMES};
 pub use diagnostic::{Diagnostic, Errors};
 pub use suggest::did_you_mean;
 pub use types::*;

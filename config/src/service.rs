@@ -3,11 +3,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::capabilities::Capabilities;
 use crate::devices;
 use crate::diagnostic::{Mark, Report};
 use crate::names;
 use crate::paths;
 use crate::read::{boolean, items, nonempty, scalar, scalar_text, string, Fields};
+use crate::security;
 use crate::suggest::did_you_mean;
 use crate::tree::{Node, Value};
 use crate::types::*;
@@ -34,7 +36,10 @@ pub const KEYS: &[&str] = &[
     "mounts",
     "limits",
     "devices",
+    "cap_add",
+    "cap_drop",
     "privileged",
+    "seccomp",
 ];
 const MOUNT_KEYS: &[&str] = &["source", "target", "readonly"];
 const LIMIT_KEYS: &[&str] = &["memory", "memory_swap", "cpus", "pids", "io_weight"];
@@ -141,9 +146,7 @@ pub fn read(report: &mut Report, dir: &Path, name: &str, name_mark: Mark, node: 
     if let Some(node) = fields.node("devices") {
         service.devices = devices::devices(report, node);
     }
-    if let Some(privileged) = fields.read(report, "privileged", boolean) {
-        service.privileged = privileged;
-    }
+    security::read(report, dir, &fields, service);
     check_restart_delays(report, &fields, service);
     check_namespaces(report, &fields, service);
     read
@@ -171,7 +174,10 @@ fn defaults(name: &str) -> Service {
         mounts: Vec::new(),
         limits: Limits::default(),
         devices: Vec::new(),
+        capabilities: Capabilities::docker_default(),
         privileged: false,
+        seccomp: Seccomp::Default,
+        seccomp_filter: None,
     }
 }
 

@@ -3,10 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
+
+use crate::capabilities::Capabilities;
 
 /// Default location of the control socket, logs and runtime state.
 pub const DEFAULT_STATE_DIR: &str = "/run/supervisor";
@@ -115,8 +118,27 @@ pub struct Service {
     pub limits: Limits,
     /// Host device nodes made available inside (`devices:`).
     pub devices: Vec<Device>,
-    /// Every capability, no seccomp, all devices (`privileged: true`).
+    /// The capabilities it keeps (bounding, permitted, effective): Docker's
+    /// default 14 changed by `cap_add` and `cap_drop`; all with `privileged`.
+    pub capabilities: Capabilities,
+    /// `privileged: true`: every capability, no seccomp filter, all devices.
     pub privileged: bool,
+    pub seccomp: Seccomp,
+    /// The seccomp filter compiled for this service's capabilities when the
+    /// file was loaded; None: `unconfined` or `privileged`.
+    pub seccomp_filter: Option<Arc<seccomp::Program>>,
+}
+
+/// `seccomp: default | unconfined | PATH`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Seccomp {
+    /// The effect of Docker's default profile.
+    #[default]
+    Default,
+    /// No filter.
+    Unconfined,
+    /// A profile in Docker's/OCI's JSON format (absolute path).
+    Profile(PathBuf),
 }
 
 /// Where a service's root filesystem comes from.

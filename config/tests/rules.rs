@@ -758,3 +758,150 @@ fn devices_are_host_container_and_permissions() {
         ),
     ]);
 }
+
+// ---- capabilities, privileged and seccomp ----
+
+#[test]
+fn a_service_keeps_dockers_capabilities_and_the_default_filter() {
+    let web = service(&web(""));
+    assert_eq!(web.capabilities, Capabilities::docker_default());
+    assert_eq!(web.capabilities.0, 0xa80425fb);
+    assert!(!web.privileged);
+    assert_eq!(web.seccomp, Seccomp::Default);
+    assert!(web.seccomp_filter.is_some());
+}
+
+#[test]
+fn cap_add_and_cap_drop_take_names_as_docker_does() {
+    let changed = service(&web(
+        "    cap_add: [NET_ADMIN, cap_sys_time]\n    cap_drop: [CAP_CHOWN, mknod]\n",
+    ));
+    assert_eq!(
+        changed.capabilities.names(),
+        [
+            "CAP_DAC_OVERRIDE",
+            "CAP_FOWNER",
+            "CAP_FSETID",
+            "CAP_KILL",
+            "CAP_SETGID",
+            "CAP_SETUID",
+            "CAP_SETPCAP",
+            "CAP_NET_BIND_SERVICE",
+            "CAP_NET_ADMIN",
+            "CAP_NET_RAW",
+            "CAP_SYS_CHROOT",
+            "CAP_SYS_TIME",
+            "CAP_AUDIT_WRITE",
+            "CAP_SETFCAP",
+        ]
+    );
+    let none = service(&web("    cap_drop: [ALL]\n    cap_add: [KILL]\n"));
+    assert_eq!(none.capabilities.names(), ["CAP_KILL"]);
+    let all = service(&web("    cap_add: [all]\n    cap_drop: [SYS_ADMIN]\n"));
+    assert!(!all.capabilities.has_named("CAP_SYS_ADMIN"));
+    assert!(all.capabilities.has_named("CAP_SYS_MODULE"));
+}
+
+#[test]
+fn an_unknown_capability_is_named_with_a_suggestion() {
+    assert_eq!(
+        problem(&web("    cap_add: [NET_ADMN]\n")),
+        "4:15: cap_add: unknown capability `NET_ADMN`, did you mean NET_ADMIN?"
+    );
+    assert_eq!(
+        problem(&web("    cap_drop:\n      - CAP_BOGUS_THING\n")),
+        "5:9: cap_drop: unknown capability `CAP_BOGUS_THING`"
+    );
+    assert_eq!(
+        problem(&web("    cap_add: {a: 1}\n")),
+        "4:14: cap_add: expected a list, found a mapping"
+    );
+}
+
+#[test]
+fn privileged_keeps_everything_and_refuses_what_would_contradict_it() {
+    let web_service = service(&web("    privileged: true\n"));
+    assert!(web_service.privileged);
+    assert_eq!(web_service.capabilities, Capabilities::ALL);
+    assert_eq!(web_service.seccomp_filter, None);
+    assert_eq!(
+        problem(&web("    privileged: true\n    cap_drop: [NET_RAW]\n")),
+        "5:5: cap_drop: has no effect with `privileged: true` (every capability, no seccomp filter)"
+    );
+    assert_eq!(
+        problem(&web("    privileged: yes\n")),
+        "4:17: privileged: expected true or false, found `yes`"
+    );
+}
+
+#[test]
+fn seccomp_unconfined_has_no_filter() {
+    let unconfined = service(&web("    seccomp: unconfined\n"));
+    assert_eq!(unconfined.seccomp, Seccomp::Unconfined);
+    assert_eq!(unconfined.seccomp_filter, None);
+    assert_eq!(
+        problem(&web_with_seccomp("unconfimed")),
+        "4:14: seccomp: `unconfimed`: no such profile, did you mean unconfined?"
+    );
+}
+
+fn web_with_seccomp(value: &str) -> String {
+    web(&format!("    seccomp: {value}\n"))
+}
+
+#[test]
+fn a_seccomp_profile_is_read_relative_to_the_file_and_compiled() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("services.yaml");
+    std::fs::write(
+        dir.path().join("profile.json"),
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["mkdir", "not_a_syscall"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}"#,
+    )
+    .unwrap();
+    let config = parse_str(&web_with_seccomp("profile.json"), &file).unwrap();
+    let web = &config.services[0];
+    assert_eq!(
+        web.seccomp,
+        Seccomp::Profile(dir.path().join("profile.json"))
+    );
+    assert!(web.seccomp_filter.is_some());
+}
+
+#[test]
+fn a_bad_seccomp_profile_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("services.yaml");
+    let bad = |name: &str, json: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, json).unwrap();
+        let errors = parse_str(&web_with_seccomp(name), &file).unwrap_err();
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        let d = &errors.0[0];
+        assert_eq!((d.line, d.column), (4, 14));
+        let prefix = format!("seccomp: {}: ", path.display());
+        d.message
+            .strip_prefix(&prefix)
+            .unwrap_or_else(|| panic!("{}", d.message))
+            .to_owned()
+    };
+    assert_eq!(
+        bad("action.json", r#"{"defaultAction": "SCMP_ACT_PERHAPS"}"#),
+        "defaultAction: unknown action `SCMP_ACT_PERHAPS`"
+    );
+    assert_eq!(
+        bad(
+            "rule.json",
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOPE"}]}"#
+        ),
+        "syscalls[0]: unknown action `SCMP_ACT_NOPE`"
+    );
+    assert!(bad("broken.json", "{\"defaultAction\": ").starts_with("not a seccomp profile: "));
+    let missing = parse_str(&web_with_seccomp("./missing.json"), &file).unwrap_err();
+    assert!(
+        missing.0[0]
+            .message
+            .ends_with("missing.json: No such file or directory"),
+        "{missing}"
+    );
+}

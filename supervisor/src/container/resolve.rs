@@ -82,7 +82,7 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
     let devices = devices::resolve(service, console)?;
     if service.privileged {
         log::warn!(
-            "service {}: privileged: every capability, no seccomp filter, all host devices",
+            "service {} is privileged: every capability, no seccomp filter, all devices",
             service.name
         );
     }
@@ -130,6 +130,8 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
         take_terminal: matches!(req.stdio, Stdio::Inherit) && in_terminal_foreground(),
         workdir: service.workdir.clone(),
         command,
+        capabilities: (!service.privileged).then_some(service.capabilities.0),
+        seccomp: service.seccomp_filter.as_deref().cloned(),
     };
     Ok(Prepared {
         spec,

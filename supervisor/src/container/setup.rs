@@ -80,7 +80,10 @@ fn setup() -> anyhow::Result<std::convert::Infallible> {
             .map_err(os)
             .context("enter a new cgroup namespace")?;
     }
+    // From here the service's limits apply: capabilities, then seccomp last.
+    let kept = bound_capabilities(spec.capabilities)?;
     switch_user(&spec.credentials)?;
+    set_capabilities(kept, spec.credentials.uid == 0)?;
     nix::unistd::chdir(&spec.workdir)
         .map_err(os)
         .with_context(|| format!("workdir {}", spec.workdir.display()))?;
@@ -138,6 +141,43 @@ fn wait_for_release(mut sync: File) -> anyhow::Result<()> {
         Ok(_) => bail!("the supervisor went away during setup"),
         Err(err) => Err(err).context("wait for the supervisor"),
     }
+}
+
+/// Drops from the bounding set what the service does not keep, and keeps the
+/// permitted set across the switch to the service's user (setuid needs
+/// CAP_SETUID and CAP_SETGID, which the service may not keep). None
+/// (`privileged`): every capability stays. Returns the set kept: a
+/// capability the supervisor itself lacks cannot be given.
+fn bound_capabilities(keep: Option<u64>) -> anyhow::Result<Option<u64>> {
+    sys::clear_ambient_capabilities()
+        .map_err(os)
+        .context("clear the ambient capabilities")?;
+    let Some(keep) = keep else { return Ok(None) };
+    let kept = sys::drop_bounding_set(keep)
+        .map_err(os)
+        .context("drop capabilities from the bounding set")?;
+    sys::keep_capabilities(true)
+        .map_err(os)
+        .context("keep capabilities across the user switch")?;
+    Ok(Some(kept))
+}
+
+/// The permitted and effective sets become the kept set (as Docker does, the
+/// inheritable set is empty: CVE-2022-24769). A non-root user loses them all
+/// at exec, as in Docker: exec gives a non-root user no capabilities.
+/// The service's capability sets. Root keeps `keep` in the inheritable set
+/// too (Docker's default sets, as the contract names them); any other user
+/// gets an empty one, so that no file's inheritable capabilities can raise a
+/// non-root program's rights through exec (CVE-2022-24769, as Docker 20.10.14).
+fn set_capabilities(keep: Option<u64>, root: bool) -> anyhow::Result<()> {
+    let Some(keep) = keep else { return Ok(()) };
+    sys::keep_capabilities(false)
+        .map_err(os)
+        .context("reset keep-capabilities")?;
+    let inheritable = if root { keep } else { 0 };
+    sys::set_capabilities(keep, keep, inheritable)
+        .map_err(os)
+        .context("set the capabilities")
 }
 
 fn switch_user(creds: &Credentials) -> anyhow::Result<()> {
@@ -207,6 +247,12 @@ fn exec_init(spec: &SetupSpec) -> anyhow::Result<std::convert::Infallible> {
         .iter()
         .map(|kv| cstring(OsStr::new(kv)))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    // Last: from here on the filter applies to this process too.
+    if let Some(program) = &spec.seccomp {
+        sys::install_seccomp_filter(program)
+            .map_err(os)
+            .context("install the seccomp filter")?;
+    }
     let err = nix::unistd::execve(&init, &argv, &env).unwrap_err();
     Err(os(err)).with_context(|| format!("exec init {}", spec.init.display()))
 }

@@ -47,6 +47,11 @@ pub struct SetupSpec {
     pub take_terminal: bool,
     /// argv of the service; init runs it.
     pub command: Vec<OsString>,
+    /// The capabilities kept (bit N: capability N) in the bounding, permitted
+    /// and effective sets; None (`privileged`): all the kernel has.
+    pub capabilities: Option<u64>,
+    /// The seccomp filter installed right before exec; None: no filter.
+    pub seccomp: Option<seccomp::Program>,
 }
 
 /// Who the service runs as.

@@ -329,3 +329,126 @@ pub fn receive_fds(socket: BorrowedFd<'_>) -> Result<Vec<OwnedFd>, Errno> {
     }
     Ok(fds)
 }
+
+/// `_LINUX_CAPABILITY_VERSION_3`: 64-bit sets, as two 32-bit halves.
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// Removes from the bounding set every capability the kernel has that `keep`
+/// lacks (bit N: capability N). Needs CAP_SETPCAP, so it comes first. Returns
+/// the bounding set left: `keep` less what this process never had.
+pub fn drop_bounding_set(keep: u64) -> Result<u64, Errno> {
+    let mut left = 0;
+    for cap in 0..64 {
+        // SAFETY: PR_CAPBSET_READ only reads the calling thread's bounding set.
+        let has = unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) };
+        if has == -1 {
+            // EINVAL: past the kernel's last capability.
+            return match Errno::last() {
+                Errno::EINVAL => Ok(left),
+                errno => Err(errno),
+            };
+        }
+        if has == 1 && keep & (1 << cap) != 0 {
+            left |= 1 << cap;
+        } else if has == 1 {
+            // SAFETY: PR_CAPBSET_DROP only changes the calling thread's bounding set.
+            Errno::result(unsafe {
+                libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0)
+            })?;
+        }
+    }
+    Ok(left)
+}
+
+/// Empties the ambient set.
+pub fn clear_ambient_capabilities() -> Result<(), Errno> {
+    // SAFETY: this prctl only changes the calling thread's ambient set.
+    Errno::result(unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// PR_SET_KEEPCAPS: keep the permitted set across a switch away from uid 0.
+pub fn keep_capabilities(keep: bool) -> Result<(), Errno> {
+    // SAFETY: this prctl only sets a flag of the calling thread.
+    Errno::result(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, keep as libc::c_ulong, 0, 0, 0) })
+        .map(drop)
+}
+
+/// Sets the effective, permitted and inheritable sets (capset(2)).
+pub fn set_capabilities(effective: u64, permitted: u64, inheritable: u64) -> Result<(), Errno> {
+    let mut header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let halves = |set: u64| [set as u32, (set >> 32) as u32];
+    let (e, p, i) = (halves(effective), halves(permitted), halves(inheritable));
+    let data = [0, 1].map(|n| CapData {
+        effective: e[n],
+        permitted: p[n],
+        inheritable: i[n],
+    });
+    // SAFETY: header and data are the version-3 layouts capset(2) reads: one
+    // header and two data structs, valid for the duration of the call.
+    Errno::result(unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
+        )
+    })
+    .map(drop)
+}
+
+/// Installs `program` as this process's seccomp filter (inherited by exec and
+/// every child). Without CAP_SYS_ADMIN the kernel wants no_new_privs first.
+pub fn install_seccomp_filter(program: &seccomp::Program) -> Result<(), Errno> {
+    let mut filters: Vec<libc::sock_filter> = program
+        .0
+        .iter()
+        .map(|i| libc::sock_filter {
+            code: i.code,
+            jt: i.jt,
+            jf: i.jf,
+            k: i.k,
+        })
+        .collect();
+    let len = u16::try_from(filters.len()).map_err(|_| Errno::E2BIG)?;
+    let prog = libc::sock_fprog {
+        len,
+        filter: filters.as_mut_ptr(),
+    };
+    // SAFETY: `prog` points to `len` valid instructions that outlive the call;
+    // the kernel copies them.
+    Errno::result(unsafe {
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+            &prog as *const libc::sock_fprog,
+            0,
+            0,
+        )
+    })
+    .map(drop)
+}

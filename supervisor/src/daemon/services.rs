@@ -183,7 +183,13 @@ impl Services {
                     frozen: false,
                     stopping: None,
                 }));
-                self.logs.note(&name, &format!("started, pid {pid}"));
+                let privileged = if svc.service.privileged {
+                    " (privileged: every capability, no seccomp filter, all devices)"
+                } else {
+                    ""
+                };
+                self.logs
+                    .note(&name, &format!("started, pid {pid}{privileged}"));
                 Ok(())
             }
             Err(err) => {
