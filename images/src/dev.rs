@@ -1,5 +1,5 @@
 //! The minimal /dev of a service: a tmpfs with the usual character devices,
-//! its own devpts instance, /dev/shm, the fd symlinks, and our init.
+//! its own devpts instance, /dev/shm and the fd symlinks.
 
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -40,16 +40,10 @@ pub(crate) fn host_devices() -> Result<Vec<Source>, Error> {
         .collect()
 }
 
-/// Mounts and fills `/dev` in `root`, with `init` bound read-only at `init_rel`;
-/// `host_devices` are `DEVICES` on the host. `missing` applies to `/dev`
-/// itself; what goes inside is created in our own tmpfs.
-pub(crate) fn setup(
-    root: &Root,
-    missing: Missing,
-    init: &Source,
-    host_devices: &[Source],
-    init_rel: &Path,
-) -> Result<(), Error> {
+/// Mounts and fills `/dev` in `root`; `host_devices` are `DEVICES` on the
+/// host. `missing` applies to `/dev` itself; what goes inside is created in
+/// our own tmpfs.
+pub(crate) fn setup(root: &Root, missing: Missing, host_devices: &[Source]) -> Result<(), Error> {
     Target::resolve(root, Path::new("dev"), Kind::Dir, missing)?.mount_fs(
         "mount /dev tmpfs",
         "tmpfs",
@@ -103,10 +97,5 @@ pub(crate) fn setup(
         symlinkat(target, Some(dev.as_raw_fd()), name)
             .map_err(|e| Error::setup("create symlink", shown.join(name), e))?;
     }
-    Target::resolve(root, init_rel, Kind::File, Missing::Create)?.bind(
-        root,
-        "bind init",
-        init,
-        true,
-    )
+    Ok(())
 }

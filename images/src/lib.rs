@@ -2,6 +2,7 @@
 //! setting one up inside a service's new mount namespace.
 
 pub mod busybox;
+mod cgroupfs;
 mod compress;
 mod copy;
 mod dev;
@@ -12,14 +13,16 @@ mod oci;
 mod procfs;
 mod progress;
 mod rootfs;
+mod statedir;
 mod store;
 mod sys;
 mod unpack;
 mod writer;
 
+pub use cgroupfs::CgroupView;
 pub use error::Error;
 pub use progress::{Progress, ProgressFn};
-pub use rootfs::{setup_rootfs, BindMount, RootfsSpec, INIT_PATH};
+pub use rootfs::{setup_rootfs, BindMount, RootfsSpec};
 pub use store::{
     build_busybox, import, lease, list, remove, resolve_image, validate_name, ImageInfo, ImageLease,
 };

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::OFlag;
 use nix::mount::{mount, MsFlags};
 use nix::sys::stat::Mode;
-use nix::sys::statvfs::{statvfs, FsFlags};
 
 use crate::fsroot::Root;
 use crate::{sys, Error};
@@ -91,7 +90,10 @@ impl Target {
         .map_err(|e| Error::setup(step, &self.shown, e))
     }
 
-    /// Bind-mounts `source` here, recursively; read-only if asked.
+    /// Bind-mounts `source` here, recursively, nosuid and nodev (but a device
+    /// node keeps working); read-only if asked. The flags are set on every
+    /// mount of the bound tree (`AT_RECURSIVE`): a submount of a read-only
+    /// bind is read-only too.
     pub(crate) fn bind(
         &self,
         root: &Root,
@@ -114,14 +116,18 @@ impl Target {
                 e,
             )
         })?;
-        if readonly {
-            // Resolved again: the old descriptor names what lies under the new mount.
-            let mounted = root
-                .open_at(&self.rel, OFlag::O_PATH | OFlag::O_NOFOLLOW)
-                .map_err(|e| Error::setup(step, &self.shown, e))?;
-            remount_readonly(&proc_path(&mounted), &self.shown)?;
+        // Resolved again: the old descriptor names what lies under the new mount.
+        let mounted = root
+            .open_at(&self.rel, OFlag::O_PATH | OFlag::O_NOFOLLOW)
+            .map_err(|e| Error::setup(step, &self.shown, e))?;
+        let mut attrs = sys::MOUNT_ATTR_NOSUID;
+        if !source.is_device {
+            attrs |= sys::MOUNT_ATTR_NODEV;
         }
-        Ok(())
+        if readonly {
+            attrs |= sys::MOUNT_ATTR_RDONLY;
+        }
+        set_recursive(&mounted, attrs, &self.shown)
     }
 }
 
@@ -131,6 +137,8 @@ pub(crate) struct Source {
     fd: OwnedFd,
     shown: PathBuf,
     pub is_dir: bool,
+    /// A character or block device: its binds keep `dev`.
+    is_device: bool,
 }
 
 impl Source {
@@ -151,8 +159,13 @@ impl Source {
     fn new(step: &'static str, fd: OwnedFd, shown: PathBuf) -> Result<Source, Error> {
         let st =
             nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|e| Error::setup(step, &shown, e))?;
-        let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
-        Ok(Source { fd, shown, is_dir })
+        let kind = st.st_mode & libc::S_IFMT;
+        Ok(Source {
+            fd,
+            shown,
+            is_dir: kind == libc::S_IFDIR,
+            is_device: kind == libc::S_IFCHR || kind == libc::S_IFBLK,
+        })
     }
 }
 
@@ -189,25 +202,23 @@ fn create_file(root: &Root, rel: &Path) -> nix::Result<OwnedFd> {
     open_path()
 }
 
-/// Makes the mount at `path` read-only, keeping its nosuid/nodev/noexec
-/// (a bind remount replaces all of the mount's flags).
-pub(crate) fn remount_readonly(path: &Path, shown: &Path) -> Result<(), Error> {
-    let step = "remount read-only";
-    let current = statvfs(path)
-        .map_err(|e| Error::setup(step, shown, e))?
-        .flags();
-    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-    for (have, keep) in [
-        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
-        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
-        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
-        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-    ] {
-        if current.contains(have) {
-            flags |= keep;
-        }
-    }
-    mount(None::<&str>, path, None::<&str>, flags, None::<&str>)
-        .map_err(|e| Error::setup(step, shown, e))
+/// Sets `attrs` (`sys::MOUNT_ATTR_*`) on the mount at `mount` and on every
+/// mount below it, keeping its other flags.
+pub(crate) fn set_recursive(mount: &OwnedFd, attrs: u64, shown: &Path) -> Result<(), Error> {
+    sys::mount_setattr_recursive(mount.as_fd(), attrs).map_err(|e| {
+        let error = match e {
+            nix::errno::Errno::ENOSYS => std::io::Error::other(
+                "mount_setattr is missing: Linux 5.12 or later is needed",
+            ),
+            other => other.into(),
+        };
+        Error::setup("set mount flags", shown, error)
+    })
+}
+
+/// Makes the mount at `path` and every mount below it read-only.
+pub(crate) fn readonly_recursive(path: &Path) -> Result<(), Error> {
+    let fd = sys::open(path, OFlag::O_PATH | OFlag::O_DIRECTORY)
+        .map_err(|e| Error::setup("open", path, e))?;
+    set_recursive(&fd, sys::MOUNT_ATTR_RDONLY, path)
 }

@@ -12,13 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fsroot::Root;
 use crate::mounts::{self, Kind, Missing, Source, Target};
-use crate::{dev, procfs, Error};
-
-/// Where our static init is bind-mounted, read-only, in every service's root
-/// filesystem. It lives in the /dev tmpfs that `setup_rootfs` mounts, so no
-/// image needs to contain it or a mountpoint for it, and the host's `/`
-/// (a service without an image) is not touched either.
-pub const INIT_PATH: &str = "/dev/init";
+use crate::{dev, procfs, statedir, Error};
 
 /// What `setup_rootfs` builds.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -28,10 +22,16 @@ pub struct RootfsSpec {
     /// Directory for the overlay's `upper` and `work` (and `merged`, where it is
     /// mounted); None: the image itself is the root (bind-mounted). Needs an image.
     pub writable_layer: Option<PathBuf>,
-    /// Remount the root read-only once everything is mounted.
+    /// Make the root, and every mount below it that came with it, read-only
+    /// (the mounts made for the service itself keep their own flags).
     pub readonly: bool,
-    /// Host path of our static init, bound at `INIT_PATH`.
-    pub init_binary: PathBuf,
+    /// The supervisor's state directory on the host: wherever it is visible
+    /// inside (the host's `/` as root, or a bind of one of its parents), an
+    /// empty read-only tmpfs covers it, so that no service reaches the control
+    /// socket, the logs or another service's writable layer. A bind mount
+    /// whose target is this very path (or whose source is it, or is in it)
+    /// names it on purpose and is left visible.
+    pub state_dir: PathBuf,
     pub mounts: Vec<BindMount>,
 }
 
@@ -93,14 +93,17 @@ pub fn setup_rootfs(spec: &RootfsSpec) -> Result<(), Error> {
         (Some(_), None) => Missing::Refuse("the image"),
         (None, None) => Missing::Refuse("the host's /"),
     };
+    if spec.readonly {
+        // Before our own mounts go on it: /dev, /tmp, /proc and the rw binds
+        // keep their flags; whatever came with the root (the host's /home,
+        // /var, ... for a service without an image) is read-only too.
+        mounts::readonly_recursive(&new_root)?;
+    }
     let root = Root::open(&new_root)?;
     mount_filesystems(&root, spec, &sources, missing)?;
     drop(root);
     if spec.rootfs.is_some() {
         switch_root(&new_root)?;
-    }
-    if spec.readonly {
-        mounts::remount_readonly(Path::new("/"), Path::new("/"))?;
     }
     chdir("/").map_err(|e| Error::setup("chdir", "/", e))
 }
@@ -164,8 +167,8 @@ fn mount_overlay(image: &Path, layer: &Path) -> Result<PathBuf, Error> {
 
 /// Everything bound from the host, opened before anything is mounted.
 struct HostSources {
-    init: Source,
     devices: Vec<Source>,
+    hidden: statedir::Hidden,
     sys: Source,
     mounts: Vec<Source>,
 }
@@ -173,8 +176,8 @@ struct HostSources {
 impl HostSources {
     fn open(spec: &RootfsSpec) -> Result<HostSources, Error> {
         Ok(HostSources {
-            init: Source::open("open init", &spec.init_binary)?,
             devices: dev::host_devices()?,
+            hidden: statedir::Hidden::new(&spec.state_dir, spec.rootfs.as_deref(), &spec.mounts),
             sys: Source::open("open host /sys", Path::new("/sys"))?,
             mounts: spec
                 .mounts
@@ -203,9 +206,7 @@ fn mount_filesystems(
         Err(e) if spec.rootfs.is_none() && errno(&e) == Some(libc::EBUSY) => {}
         other => other?,
     }
-    let init_rel = Path::new(INIT_PATH.trim_start_matches('/'));
-    dev::setup(root, missing, &sources.init, &sources.devices, init_rel)?;
-    procfs::harden(root)?;
+    dev::setup(root, missing, &sources.devices)?;
     let sys = Target::resolve(root, Path::new("sys"), Kind::Dir, missing)?;
     match sys.mount_fs("mount sysfs", "sysfs", hardened | MsFlags::MS_RDONLY, "") {
         Ok(()) => {}
@@ -216,13 +217,17 @@ fn mount_filesystems(
         }
         Err(e) => return Err(e),
     }
+    procfs::harden(root)?;
     Target::resolve(root, Path::new("tmp"), Kind::Dir, missing)?.mount_fs(
         "mount /tmp",
         "tmpfs",
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         "mode=1777",
     )?;
-    for (bind, source) in spec.mounts.iter().zip(&sources.mounts) {
+    if let Some(rel) = sources.hidden.in_root() {
+        sources.hidden.cover(root, &rel)?;
+    }
+    for (index, (bind, source)) in spec.mounts.iter().zip(&sources.mounts).enumerate() {
         let kind = if source.is_dir { Kind::Dir } else { Kind::File };
         let rel = bind.target.strip_prefix("/").unwrap_or(&bind.target);
         Target::resolve(root, rel, kind, missing)?.bind(
@@ -231,6 +236,9 @@ fn mount_filesystems(
             source,
             bind.readonly,
         )?;
+        if let Some(rel) = sources.hidden.in_bind(index, &bind.target) {
+            sources.hidden.cover(root, &rel)?;
+        }
     }
     Ok(())
 }

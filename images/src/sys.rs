@@ -66,3 +66,42 @@ pub(crate) fn open(path: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
     // SAFETY: open just returned this descriptor and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
+
+/// Mount attributes for `mount_setattr` (linux/mount.h).
+pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub(crate) const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub(crate) const MOUNT_ATTR_NODEV: u64 = 0x4;
+
+/// `struct mount_attr` of linux/mount.h (the first version, 32 bytes).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// `mount_setattr(2)` on the mount at `fd` and, `AT_RECURSIVE`, every mount
+/// below it: sets the `set` attributes, leaving the others as they are.
+pub(crate) fn mount_setattr_recursive(fd: BorrowedFd<'_>, set: u64) -> nix::Result<()> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let empty = c"";
+    // SAFETY: `empty` is a NUL-terminated string and `attr` a valid struct of
+    // the size passed; both outlive the call, which only reads them.
+    let res = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(res).map(drop)
+}

@@ -11,6 +11,7 @@ mod handle;
 mod lock;
 mod resolve;
 mod run;
+mod sealed_init;
 mod setup;
 mod spawn;
 mod spec;

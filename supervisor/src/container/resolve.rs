@@ -52,7 +52,7 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
         rootfs: image_dir.clone(),
         writable_layer: layer.clone(),
         readonly: service.readonly_rootfs,
-        init_binary: init_binary.clone(),
+        state_dir: config.state_dir.clone(),
         mounts: service
             .mounts
             .iter()
@@ -63,21 +63,17 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
             })
             .collect(),
     });
-    let init = if rootfs.is_some() {
-        PathBuf::from(images::INIT_PATH)
-    } else {
-        init_binary
-    };
     let command = match &req.command {
         Some(command) if !command.is_empty() => command.clone(),
         _ => service.command.iter().map(OsString::from).collect(),
     };
     let spec = SetupSpec {
         rootfs,
-        init,
+        init: init_binary,
         hostname: service.namespaces.uts.then(|| service.hostname.clone()),
         loopback: service.namespaces.net,
         cgroup_namespace: service.namespaces.cgroup,
+        cgroup_path: format!("{}/{}", config.cgroup_parent, service.name),
         env: environment(
             service,
             user.home.as_deref(),
