@@ -15,6 +15,7 @@ mod sealed_init;
 mod setup;
 mod spawn;
 mod spec;
+mod state_dir;
 mod sys;
 mod user;
 
@@ -23,6 +24,7 @@ pub use handle::Container;
 pub use run::run_foreground;
 pub use setup::setup_main;
 pub use spawn::{spawn, SpawnRequest, Stdio};
+pub use state_dir::secure_state_dir;
 
 /// Removes the services' parent cgroup `parent` (and the levels above it that this
 /// process created) where nothing uses it any more.
