@@ -45,6 +45,7 @@ pub fn run(cmd: Command, state_dir: Option<PathBuf>) -> anyhow::Result<ExitCode>
             name,
             lines,
             follow,
+            raw,
             config,
         } => {
             let dir = resolve_state_dir(state_dir, &config)?;
@@ -52,7 +53,12 @@ pub fn run(cmd: Command, state_dir: Option<PathBuf>) -> anyhow::Result<ExitCode>
                 Response::Log { path } => path,
                 other => bail!("unexpected answer from the daemon: {other:?}"),
             };
-            let mut out = io::stdout().lock();
+            let stdout = io::stdout().lock();
+            let mut out: Box<dyn Write> = if raw {
+                Box::new(stdout)
+            } else {
+                Box::new(logs::escape::Escaped::new(stdout))
+            };
             let printed = match logs::reader::print(&path, lines, &mut out) {
                 Ok(live) => live,
                 Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {
@@ -63,6 +69,8 @@ pub fn run(cmd: Command, state_dir: Option<PathBuf>) -> anyhow::Result<ExitCode>
             if follow {
                 ignore_broken_pipe(logs::reader::follow(&path, printed, &mut out))
                     .with_context(|| format!("following {}", path.display()))?;
+            } else {
+                ignore_broken_pipe(out.flush()).context("writing the log")?;
             }
             Ok(ExitCode::SUCCESS)
         }
