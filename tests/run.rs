@@ -513,7 +513,7 @@ fn an_image_without_a_shell_runs_an_argv_command() {
     assert!(!bare.join("bin/sh").exists());
     let cmdline = stdout(&output).replace('\0', " ");
     assert!(
-        cmdline.starts_with("/dev/init -- /bin/busybox cat"),
+        cmdline.starts_with("init -- /bin/busybox cat"),
         "PID 1 is not our init: {cmdline:?}"
     );
 }
