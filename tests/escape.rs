@@ -286,7 +286,10 @@ fn remounting_a_readonly_bind_read_write_fails() {
         "#,
     );
     assert_done(&out);
-    assert!(!data.join("written").exists(), "the read-only bind was made writable");
+    assert!(
+        !data.join("written").exists(),
+        "the read-only bind was made writable"
+    );
 }
 
 /// `readonly_rootfs` on a service without an image: the host's `/` and every
@@ -331,7 +334,10 @@ fn remounting_a_readonly_rootfs_read_write_fails() {
         "#,
     );
     assert_done(&out);
-    assert!(!fx.rootfs().join("escape-test").exists(), "the image was written");
+    assert!(
+        !fx.rootfs().join("escape-test").exists(),
+        "the image was written"
+    );
 }
 
 /// A host-wide sysctl that is harmless to change.
@@ -354,7 +360,10 @@ fn proc_sys_is_readonly() {
         ),
     );
     assert_done(&out);
-    assert_eq!(std::fs::read_to_string(SYSCTL).expect("read sysctl"), before);
+    assert_eq!(
+        std::fs::read_to_string(SYSCTL).expect("read sysctl"),
+        before
+    );
 }
 
 /// The full attack of the issue: unmount the read-only /proc/sys, then write
@@ -377,7 +386,10 @@ fn unmounting_proc_sys_fails() {
         ),
     );
     assert_done(&out);
-    assert_eq!(std::fs::read_to_string(SYSCTL).expect("read sysctl"), before);
+    assert_eq!(
+        std::fs::read_to_string(SYSCTL).expect("read sysctl"),
+        before
+    );
 }
 
 /// Docker's masked paths read empty inside (files) or are empty (dirs), and

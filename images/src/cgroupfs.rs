@@ -124,9 +124,18 @@ fn link_controllers(root: &Root, dir: &Path, name: &str) -> Result<(), Error> {
         .mkdir_all(dir, Mode::from_bits_truncate(0o755))
         .map_err(|e| Error::setup("open", Path::new("/").join(dir), e))?;
     for controller in name.split(',') {
-        symlinkat(name, Some(std::os::fd::AsRawFd::as_raw_fd(&parent)), controller).map_err(
-            |e| Error::setup("create symlink", Path::new("/").join(dir).join(controller), e),
-        )?;
+        symlinkat(
+            name,
+            Some(std::os::fd::AsRawFd::as_raw_fd(&parent)),
+            controller,
+        )
+        .map_err(|e| {
+            Error::setup(
+                "create symlink",
+                Path::new("/").join(dir).join(controller),
+                e,
+            )
+        })?;
     }
     Ok(())
 }

@@ -207,9 +207,9 @@ fn create_file(root: &Root, rel: &Path) -> nix::Result<OwnedFd> {
 pub(crate) fn set_recursive(mount: &OwnedFd, attrs: u64, shown: &Path) -> Result<(), Error> {
     sys::mount_setattr_recursive(mount.as_fd(), attrs).map_err(|e| {
         let error = match e {
-            nix::errno::Errno::ENOSYS => std::io::Error::other(
-                "mount_setattr is missing: Linux 5.12 or later is needed",
-            ),
+            nix::errno::Errno::ENOSYS => {
+                std::io::Error::other("mount_setattr is missing: Linux 5.12 or later is needed")
+            }
             other => other.into(),
         };
         Error::setup("set mount flags", shown, error)

@@ -74,9 +74,8 @@ pub fn share_state_dir(state_dir: &Path, gid: Option<Gid>) -> anyhow::Result<()>
             .with_context(|| format!("reading {}", logs_dir.display()))?
             .path();
         let changed = chown(&path, None, Some(group)).and_then(|()| {
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).map_err(|err| {
-                Errno::from_raw(err.raw_os_error().unwrap_or(libc::EIO))
-            })
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o640))
+                .map_err(|err| Errno::from_raw(err.raw_os_error().unwrap_or(libc::EIO)))
         });
         match changed {
             // Rotated away or removed meanwhile.
@@ -158,7 +157,9 @@ pub fn peer_outside_services<'a>(
     let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .map_err(|err| refused(format!("cannot check the cgroup of pid {pid}: {err}")))?;
     match service_cgroup(&text, parents) {
-        Some(path) => Err(refused(format!("pid {pid} is inside service cgroup {path}"))),
+        Some(path) => Err(refused(format!(
+            "pid {pid} is inside service cgroup {path}"
+        ))),
         None => Ok(()),
     }
 }
@@ -173,7 +174,9 @@ fn service_cgroup<'a>(text: &str, parents: impl IntoIterator<Item = &'a str>) ->
         .filter_map(|line| line.splitn(3, ':').nth(2))
         .find(|path| {
             let path = format!("{}/", path.trim_end_matches('/'));
-            parents.iter().any(|parent| path.starts_with(parent.as_str()))
+            parents
+                .iter()
+                .any(|parent| path.starts_with(parent.as_str()))
         })
         .map(str::to_string)
 }

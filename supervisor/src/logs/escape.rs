@@ -115,7 +115,10 @@ mod tests {
             escaped(&[b"a\x1b[2J\tb\r\x07\x7f\n"]),
             "a\\x1b[2J\tb\\x0d\\x07\\x7f\n"
         );
-        assert_eq!(escaped(&["é ✓ \u{9b}31m\n".as_bytes()]), "é ✓ \\xc2\\x9b31m\n");
+        assert_eq!(
+            escaped(&["é ✓ \u{9b}31m\n".as_bytes()]),
+            "é ✓ \\xc2\\x9b31m\n"
+        );
         assert_eq!(escaped(&[b"\xff\xfe ok\n"]), "\\xff\\xfe ok\n");
     }
 
