@@ -3,11 +3,13 @@
 //! `/proc/self/fd`, so a symlink in an image can never redirect a mount.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
 use nix::mount::{mount, MsFlags};
 use nix::sys::stat::Mode;
+use nix::sys::statvfs::{statvfs, FsFlags};
 
 use crate::fsroot::Root;
 use crate::{sys, Error};
@@ -205,15 +207,90 @@ fn create_file(root: &Root, rel: &Path) -> nix::Result<OwnedFd> {
 /// Sets `attrs` (`sys::MOUNT_ATTR_*`) on the mount at `mount` and on every
 /// mount below it, keeping its other flags.
 pub(crate) fn set_recursive(mount: &OwnedFd, attrs: u64, shown: &Path) -> Result<(), Error> {
-    sys::mount_setattr_recursive(mount.as_fd(), attrs).map_err(|e| {
-        let error = match e {
-            nix::errno::Errno::ENOSYS => {
-                std::io::Error::other("mount_setattr is missing: Linux 5.12 or later is needed")
+    match sys::mount_setattr_recursive(mount.as_fd(), attrs) {
+        Ok(()) => Ok(()),
+        // Before Linux 5.12: each mount of the tree, one by one.
+        Err(nix::errno::Errno::ENOSYS) => remount_tree(mount, attrs, shown),
+        Err(e) => Err(Error::setup("set mount flags", shown, e)),
+    }
+}
+
+/// `set_recursive` without `mount_setattr`: the mounts at and below the
+/// mount's path in /proc/self/mountinfo, each remounted with its flags kept
+/// (a bind remount replaces them all) and `attrs` added.
+fn remount_tree(mount: &OwnedFd, attrs: u64, shown: &Path) -> Result<(), Error> {
+    let step = "set mount flags";
+    let top = std::fs::read_link(proc_path(mount)).map_err(|e| Error::setup(step, shown, e))?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::setup(step, "/proc/self/mountinfo", e))?;
+    for point in mount_points(&mountinfo) {
+        if point.starts_with(&top) {
+            remount_adding(&point, attrs).map_err(|e| Error::setup(step, &point, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// The mount points of a mountinfo text, in its order (parents first),
+/// each once, with its octal escapes (`\040` for a space) decoded.
+fn mount_points(mountinfo: &str) -> Vec<PathBuf> {
+    let mut points: Vec<PathBuf> = Vec::new();
+    for field in mountinfo.lines().filter_map(|l| l.split(' ').nth(4)) {
+        let point = PathBuf::from(std::ffi::OsString::from_vec(unescape(field)));
+        if !points.contains(&point) {
+            points.push(point);
+        }
+    }
+    points
+}
+
+fn unescape(field: &str) -> Vec<u8> {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                out.push(d.iter().fold(0u8, |n, c| n.wrapping_mul(8) + (c - b'0')));
+                i += 4;
             }
-            other => other.into(),
-        };
-        Error::setup("set mount flags", shown, error)
-    })
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+fn remount_adding(path: &Path, attrs: u64) -> nix::Result<()> {
+    let current = statvfs(path)?.flags();
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+    for (have, keep) in [
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+    ] {
+        if current.contains(have) {
+            flags |= keep;
+        }
+    }
+    for (attr, add) in [
+        (sys::MOUNT_ATTR_RDONLY, MsFlags::MS_RDONLY),
+        (sys::MOUNT_ATTR_NOSUID, MsFlags::MS_NOSUID),
+        (sys::MOUNT_ATTR_NODEV, MsFlags::MS_NODEV),
+    ] {
+        if attrs & attr != 0 {
+            flags |= add;
+        }
+    }
+    mount(None::<&str>, path, None::<&str>, flags, None::<&str>)
 }
 
 /// Makes the mount at `path` and every mount below it read-only.
@@ -221,4 +298,21 @@ pub(crate) fn readonly_recursive(path: &Path) -> Result<(), Error> {
     let fd = sys::open(path, OFlag::O_PATH | OFlag::O_DIRECTORY)
         .map_err(|e| Error::setup("open", path, e))?;
     set_recursive(&fd, sys::MOUNT_ATTR_RDONLY, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_points_are_decoded_and_listed_once() {
+        let text = "22 1 0:21 / / rw - ext4 /dev/vda rw\n\
+                    30 22 0:5 / /srv/my\\040data rw - tmpfs tmpfs rw\n\
+                    31 30 0:6 / /srv/my\\040data rw - tmpfs tmpfs rw\n";
+        assert_eq!(
+            mount_points(text),
+            vec![PathBuf::from("/"), PathBuf::from("/srv/my data")]
+        );
+        assert_eq!(unescape("a\\134b\\12"), b"a\\b\\12");
+    }
 }
