@@ -17,7 +17,7 @@ cargo build --workspace
 cargo test --workspace
 
 # The cgroup, freeze and lifecycle tests, as built above.
-layout_tests=(cgroups run supervisor)
+layout_tests=(cgroups run supervisor escape)
 bins=()
 for t in "${layout_tests[@]}"; do
     bin=$(cargo test -p integration-tests --test "$t" --no-run --message-format=json 2>/dev/null |

@@ -366,12 +366,14 @@ fn three_services_each_in_their_own_namespaces_and_cgroup() {
         let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
         assert!(nspid.ends_with("\t1"), "{nspid}");
-        assert_eq!(
-            fs::read_to_string(format!("/proc/{pid}/comm"))
-                .unwrap()
-                .trim(),
-            "init"
-        );
+        // init names itself "init" as it starts (exec'd from a memfd, the
+        // kernel names it after the descriptor): wait for that.
+        let comm = || fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+        let deadline = Instant::now() + WAIT;
+        while comm().trim() != "init" && Instant::now() < deadline {
+            sleep(Duration::from_millis(10));
+        }
+        assert_eq!(comm().trim(), "init");
         assert_eq!(read_inside(*pid, "/tmp/hostname").trim(), hostname);
     }
     let web = f.service("web");

@@ -119,13 +119,21 @@ fn request(state_dir: &Path, req: &Request) -> anyhow::Result<Response> {
         }
         _ => anyhow!("connect {}: {err}", socket.display()),
     })?;
-    stream
-        .write_all(&protocol::encode(req))
-        .with_context(|| format!("sending to {}", socket.display()))?;
+    // A caller the daemon refuses gets its answer at once, and the connection
+    // closed, maybe before the request is sent: the answer is read all the same.
+    let sent = stream.write_all(&protocol::encode(req));
     let mut line = String::new();
-    BufReader::new(stream)
-        .read_line(&mut line)
-        .with_context(|| format!("reading from {}", socket.display()))?;
+    let read = BufReader::new(stream).read_line(&mut line);
+    match (sent, read) {
+        (_, Ok(_)) if !line.is_empty() => {}
+        (Err(err), _) => {
+            return Err(err).with_context(|| format!("sending to {}", socket.display()))
+        }
+        (Ok(()), Err(err)) => {
+            return Err(err).with_context(|| format!("reading from {}", socket.display()))
+        }
+        (Ok(()), Ok(_)) => {}
+    }
     if line.is_empty() {
         bail!(
             "the daemon on {} closed the connection without answering",
