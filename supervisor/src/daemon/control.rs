@@ -73,14 +73,13 @@ pub fn share_state_dir(state_dir: &Path, gid: Option<Gid>) -> anyhow::Result<()>
         let path = entry
             .with_context(|| format!("reading {}", logs_dir.display()))?
             .path();
-        let changed = chown(&path, None, Some(group)).and_then(|()| {
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o640))
-                .map_err(|err| Errno::from_raw(err.raw_os_error().unwrap_or(libc::EIO)))
-        });
+        let changed = chown(&path, None, Some(group))
+            .map_err(io::Error::from)
+            .and_then(|()| fs::set_permissions(&path, fs::Permissions::from_mode(0o640)));
         match changed {
             // Rotated away or removed meanwhile.
-            Ok(()) | Err(Errno::ENOENT) => {}
-            Err(err) => return Err(err).with_context(|| format!("chown {}", path.display())),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            other => other.with_context(|| format!("chown and chmod {}", path.display()))?,
         }
     }
     Ok(())
