@@ -76,6 +76,30 @@ impl Fixture {
     }
 }
 
+impl Fixture {
+    /// Like `attack`, for a service without an image (the host's `/` is its
+    /// root) whose state directory is `state_dir`.
+    fn attack_without_image(&self, state_dir: &Path, extra: &str, script: &str) -> Output {
+        let path = self.path().join("services-host.yaml");
+        let text = format!(
+            "state_dir: {}\nimages_dir: {}\ncgroup_parent: {}\nservices:\n  victim:\n    command: [/bin/sh]\n{extra}",
+            state_dir.display(),
+            self.path().join("images").display(),
+            self.cgroup_parent,
+        );
+        std::fs::write(&path, text).expect("write config");
+        Command::new(bin("supervisor"))
+            .arg("run")
+            .arg("-c")
+            .arg(&path)
+            .arg("victim")
+            .args(["--", "/bin/sh", "-c", script])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run supervisor")
+    }
+}
+
 impl Drop for Fixture {
     fn drop(&mut self) {
         // A failed test may leave the group: remove it so the host stays clean.
@@ -507,7 +531,7 @@ fn ordinary_root_work_still_works() {
 
 /// What a service's /dev holds by default, with no terminal (`ls -A`, sorted).
 const DEFAULT_DEV: &str =
-    "fd full init mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero";
+    "fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero";
 
 /// A harmless host character device outside the default list: reading it gives
 /// the current PM QoS latency (4 bytes); opening it for writing is what a
@@ -815,6 +839,310 @@ fn a_terminal_becomes_dev_console() {
 }
 
 // ---- mounts, /proc and /sys, cgroup namespace, state dir, control socket ----
+
+/// `stdout` of a script that prints nothing but `done` when all its checks hold.
+fn assert_done(out: &Output) {
+    assert_eq!(
+        stdout(out),
+        "done\n",
+        "exit {:?}, stderr: {}",
+        out.status,
+        stderr(out)
+    );
+}
+
+/// Mode and contents of a host file, to compare before and after an attack.
+fn snapshot(path: &Path) -> (u32, Vec<u8>) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).expect("stat").permissions().mode();
+    (mode, std::fs::read(path).expect("read"))
+}
+
+/// The attack of the issue on the old read-only bind of the host's init at
+/// /dev/init; now init runs from a sealed memfd, a per-start copy that no one
+/// can write and that no host user can reach.
+#[test]
+fn the_init_is_a_sealed_private_copy_not_the_hosts_binary() {
+    let fx = Fixture::new();
+    let host_init = bin("init");
+    let _restore = Restore::file(&host_init);
+    let before = snapshot(&host_init);
+    let out = fx.attack(
+        "",
+        r#"
+        mount -o remount,bind,rw /dev/init 2>/dev/null; chmod 4755 /dev/init 2>/dev/null
+        test ! -e /dev/init || echo "/dev/init exists"
+        case "$(readlink /proc/1/exe)" in /memfd:init*) ;; *) echo "init runs from $(readlink /proc/1/exe)";; esac
+        chmod 4755 /proc/1/exe 2>/dev/null
+        if sh -c 'echo x >> /proc/1/exe' 2>/dev/null; then echo "init was written"; fi
+        echo done
+        "#,
+    );
+    assert_done(&out);
+    assert!(before == snapshot(&host_init), "the host's init changed");
+}
+
+/// A `readonly: true` bind is read-only on every mount of the bound tree
+/// (the host's /dev has /dev/shm, /dev/pts, ... below it), and every bind
+/// is nosuid and nodev.
+#[test]
+fn readonly_binds_are_readonly_nosuid_nodev_on_every_submount() {
+    let fx = Fixture::new();
+    let out = fx.attack(
+        "    mounts:\n      - {source: /dev, target: /hostdev, readonly: true}\n",
+        r#"
+        n=0
+        while read -r _ _ _ _ mp opts _; do
+            case "$mp" in /hostdev|/hostdev/*) ;; *) continue;; esac
+            n=$((n+1))
+            for flag in ro nosuid nodev; do
+                case ",$opts," in *",$flag,"*) ;; *) echo "$mp: $opts lacks $flag";; esac
+            done
+            if touch "$mp/escape-test" 2>/dev/null; then echo "wrote in $mp"; fi
+        done < /proc/self/mountinfo
+        test "$n" -ge 2 || echo "no submount under /hostdev"
+        echo done
+        "#,
+    );
+    assert_done(&out);
+    assert!(!Path::new("/dev/shm/escape-test").exists());
+}
+
+/// The full attack on a read-only bind: remounting it read-write. The
+/// mount flags of this part hold on their own; undoing them needs
+/// CAP_SYS_ADMIN and mount(2), which the capability and seccomp part of
+/// issue 9 takes away. Needs both parts: the lead enables it at merge.
+#[test]
+fn remounting_a_readonly_bind_read_write_fails() {
+    let fx = Fixture::new();
+    let data = fx.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let out = fx.attack(
+        &format!(
+            "    mounts:\n      - {{source: {}, target: /data, readonly: true}}\n",
+            data.display()
+        ),
+        r#"
+        mount -o remount,bind,rw /data 2>/dev/null
+        echo x > /data/written 2>/dev/null
+        echo done
+        "#,
+    );
+    assert_done(&out);
+    assert!(
+        !data.join("written").exists(),
+        "the read-only bind was made writable"
+    );
+}
+
+/// `readonly_rootfs` on a service without an image: the host's `/` and every
+/// mount that came with it are read-only; only the service's own /proc, /dev
+/// and /tmp are not.
+#[test]
+fn readonly_rootfs_is_readonly_on_every_submount() {
+    let fx = Fixture::new();
+    let out = fx.attack_without_image(
+        &fx.state_dir(),
+        "    readonly_rootfs: true\n",
+        r#"
+        n=0
+        while read -r _ _ _ _ mp opts _; do
+            case "$mp" in /proc|/proc/*|/dev|/dev/*|/tmp) continue;; esac
+            n=$((n+1))
+            case ",$opts," in *,ro,*) ;; *) echo "$mp: $opts";; esac
+        done < /proc/self/mountinfo
+        test "$n" -ge 2 || echo "no submount of / checked"
+        if touch /escape-test 2>/dev/null; then echo "wrote in /"; fi
+        echo done
+        "#,
+    );
+    assert_done(&out);
+    assert!(!Path::new("/escape-test").exists());
+}
+
+/// The full attack on `readonly_rootfs`: remount the image read-write and
+/// write into it (it is shared by every service that uses it). Needs both
+/// parts of issue 9, as above.
+#[test]
+fn remounting_a_readonly_rootfs_read_write_fails() {
+    let fx = Fixture::new();
+    let out = fx.attack(
+        "    readonly_rootfs: true\n",
+        r#"
+        mount -o remount,rw / 2>/dev/null
+        mount -o remount,bind,rw / 2>/dev/null
+        echo x > /escape-test 2>/dev/null
+        echo done
+        "#,
+    );
+    assert_done(&out);
+    assert!(
+        !fx.rootfs().join("escape-test").exists(),
+        "the image was written"
+    );
+}
+
+/// A host-wide sysctl that is harmless to change.
+const SYSCTL: &str = "/proc/sys/kernel/printk_ratelimit_burst";
+
+/// /proc/sys is read-only: a host-wide sysctl cannot be written.
+#[test]
+fn proc_sys_is_readonly() {
+    let fx = Fixture::new();
+    let _restore = Restore::file(SYSCTL);
+    let before = std::fs::read_to_string(SYSCTL).expect("read sysctl");
+    let out = fx.attack(
+        "",
+        &format!(
+            r#"
+            grep -q ' /proc/sys ro,' /proc/self/mountinfo || echo "/proc/sys is not read-only"
+            if echo 97 > {SYSCTL} 2>/dev/null; then echo "sysctl written"; fi
+            echo done
+            "#
+        ),
+    );
+    assert_done(&out);
+    assert_eq!(
+        std::fs::read_to_string(SYSCTL).expect("read sysctl"),
+        before
+    );
+}
+
+/// The full attack of the issue: unmount the read-only /proc/sys, then write
+/// a host-wide sysctl. Needs both parts of issue 9 (umount2 and
+/// CAP_SYS_ADMIN gone).
+#[test]
+fn unmounting_proc_sys_fails() {
+    let fx = Fixture::new();
+    let _restore = Restore::file(SYSCTL);
+    let before = std::fs::read_to_string(SYSCTL).expect("read sysctl");
+    let out = fx.attack(
+        "",
+        &format!(
+            r#"
+            if umount /proc/sys 2>/dev/null || umount -l /proc/sys 2>/dev/null; then echo "unmounted"; fi
+            echo 97 > {SYSCTL} 2>/dev/null
+            echo done
+            "#
+        ),
+    );
+    assert_done(&out);
+    assert_eq!(
+        std::fs::read_to_string(SYSCTL).expect("read sysctl"),
+        before
+    );
+}
+
+/// Docker's masked paths read empty inside (files) or are empty (dirs), and
+/// its read-only paths are read-only.
+#[test]
+fn masked_paths_are_empty_and_readonly_paths_readonly() {
+    let fx = Fixture::new();
+    // Not vacuous: this host has some of them, with content.
+    let interrupts = std::fs::read_to_string("/proc/interrupts").expect("host /proc/interrupts");
+    assert!(!interrupts.is_empty());
+    let out = fx.attack(
+        "",
+        r#"
+        for p in /proc/acpi /proc/asound /proc/interrupts /proc/kcore /proc/keys \
+                 /proc/latency_stats /proc/timer_list /proc/timer_stats /proc/sched_debug \
+                 /proc/scsi /sys/firmware /sys/devices/virtual/powercap; do
+            if [ -d "$p" ]; then
+                test -z "$(ls -A "$p")" || echo "$p is not empty"
+                if touch "$p/x" 2>/dev/null; then echo "$p is writable"; fi
+            elif [ -e "$p" ]; then
+                test "$(cat "$p" 2>/dev/null | wc -c)" = 0 || echo "$p is readable"
+            fi
+        done
+        for p in /proc/bus /proc/fs /proc/irq /proc/sys /proc/sysrq-trigger; do
+            test -e "$p" || continue
+            grep -q " $p ro," /proc/self/mountinfo || echo "$p is not read-only"
+        done
+        test -e /proc/interrupts || echo "/proc/interrupts is gone"
+        echo done
+        "#,
+    );
+    assert_done(&out);
+}
+
+/// With the default cgroup namespace, /sys/fs/cgroup shows the service's
+/// own group (its pids limit, no other group), read-only, on every layout.
+#[test]
+fn sys_fs_cgroup_shows_only_the_services_group_read_only() {
+    let fx = Fixture::new();
+    let out = fx.attack(
+        "    limits: {pids: 77}\n",
+        r#"
+        n=0
+        while read -r _ _ _ _ mp opts _ sep fstype _; do
+            case "$fstype" in cgroup|cgroup2) ;; *) continue;; esac
+            n=$((n+1))
+            case ",$opts," in *,ro,*) ;; *) echo "$mp: $opts";; esac
+            sub=$(find "$mp" -mindepth 1 -type d | head -n 3)
+            test -z "$sub" || echo "$mp shows other groups: $sub"
+        done < /proc/self/mountinfo
+        test "$n" -ge 1 || echo "no cgroup mounted"
+        grep -q ' /sys/fs/cgroup ro,' /proc/self/mountinfo || echo "/sys/fs/cgroup is not read-only"
+        if [ -f /sys/fs/cgroup/pids.max ]; then max=$(cat /sys/fs/cgroup/pids.max); else max=$(cat /sys/fs/cgroup/pids/pids.max); fi
+        test "$max" = 77 || echo "pids.max is $max"
+        if mkdir /sys/fs/cgroup/escape-test 2>/dev/null; then echo "mkdir worked"; fi
+        grep -v ':/$' /proc/self/cgroup | sed 's/^/not the namespace root: /'
+        echo done
+        "#,
+    );
+    assert_done(&out);
+}
+
+/// A service without an image sees the host's `/`, but an empty read-only
+/// tmpfs over the state directory: no control socket, no logs, no other
+/// service's writable layer.
+#[test]
+fn a_service_without_an_image_cannot_reach_the_state_dir() {
+    let fx = Fixture::new();
+    // Outside /tmp, which the service's own /tmp hides anyway.
+    let state = tempfile::Builder::new()
+        .prefix("escape-state")
+        .tempdir_in("/var/tmp")
+        .expect("state dir in /var/tmp");
+    std::fs::create_dir_all(state.path().join("logs")).expect("mkdir logs");
+    std::fs::write(state.path().join("logs/other.log"), "secret\n").expect("write log");
+    let out = fx.attack_without_image(
+        state.path(),
+        "",
+        &format!(
+            r#"
+            s={}
+            test -d "$s" || echo "no $s"
+            test -z "$(ls -A "$s")" || echo "$s shows: $(ls -A "$s")"
+            if touch "$s/x" 2>/dev/null; then echo "$s is writable"; fi
+            echo done
+            "#,
+            state.path().display()
+        ),
+    );
+    assert_done(&out);
+    // What the service did not see is there on the host.
+    assert!(state.path().join("logs/other.log").is_file());
+}
+
+/// `supervisor run` sets the state directory's modes, and puts right those of
+/// directories made before: 0711 and 0700 for the writable layers.
+#[test]
+fn run_sets_the_state_dir_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fixture::new();
+    let containers = fx.state_dir().join("containers");
+    std::fs::create_dir_all(&containers).expect("mkdir");
+    for dir in [&fx.state_dir(), &containers] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    }
+    // A persistent layer keeps `containers` after the run, to look at.
+    let out = fx.attack("    persist: true\n", "echo done");
+    assert_done(&out);
+    let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o7777;
+    assert_eq!(mode(&fx.state_dir()), 0o711);
+    assert_eq!(mode(&containers), 0o700);
+}
 
 // ---- user namespaces ----
 

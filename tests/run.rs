@@ -252,7 +252,9 @@ fn pid_1_is_our_init_in_new_namespaces() {
 fn service_runs_in_its_cgroup_with_its_limits() {
     let fx = Fixture::new();
     let script = "cat /proc/self/cgroup; echo READY; exec sleep 100";
-    let limits = "    limits:\n      memory: 64M\n      pids: 50\n";
+    // Without its cgroup namespace, the service's /proc/self/cgroup shows
+    // the host's paths (with it, its group is `/`: tests/escape.rs).
+    let limits = "    namespaces: [pid, mount, uts, ipc, net]\n    limits:\n      memory: 64M\n      pids: 50\n";
     let config = fx.config(&fx.service("limited", &format!("'{script}'"), limits));
     let mut child = fx.spawn(&config, "limited");
     let mut inside = Vec::new();
@@ -527,7 +529,7 @@ fn an_image_without_a_shell_runs_an_argv_command() {
     assert!(!bare.join("bin/sh").exists());
     let cmdline = stdout(&output).replace('\0', " ");
     assert!(
-        cmdline.starts_with("/dev/init -- /bin/busybox cat"),
+        cmdline.starts_with("init -- /bin/busybox cat"),
         "PID 1 is not our init: {cmdline:?}"
     );
 }

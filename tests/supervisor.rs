@@ -366,12 +366,14 @@ fn three_services_each_in_their_own_namespaces_and_cgroup() {
         let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
         assert!(nspid.ends_with("\t1"), "{nspid}");
-        assert_eq!(
-            fs::read_to_string(format!("/proc/{pid}/comm"))
-                .unwrap()
-                .trim(),
-            "init"
-        );
+        // init names itself "init" as it starts (exec'd from a memfd, the
+        // kernel names it after the descriptor): wait for that.
+        let comm = || fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+        let deadline = Instant::now() + WAIT;
+        while comm().trim() != "init" && Instant::now() < deadline {
+            sleep(Duration::from_millis(10));
+        }
+        assert_eq!(comm().trim(), "init");
         assert_eq!(read_inside(*pid, "/tmp/hostname").trim(), hostname);
     }
     let web = f.service("web");
@@ -1331,4 +1333,132 @@ fn a_user_namespace_keeps_its_range_across_restarts_of_the_service_and_the_daemo
         text.split_whitespace().collect::<Vec<_>>().join(" "),
         new_alpha
     );
+}
+
+/// A root service that can reach the control socket (a mount naming the
+/// state dir on purpose) still passes the uid check: the daemon refuses it
+/// because it runs inside one of the services' cgroups.
+#[test]
+fn a_request_from_inside_a_service_is_refused() {
+    let mut f = Fixture::new("");
+    fs::create_dir_all(&f.state).unwrap();
+    f.write_config(&format!(
+        "  intruder:
+    image: ROOTFS
+    mounts:
+      - {{source: {state}, target: /state}}
+      - {{source: {cli}, target: /supervisor, readonly: true}}
+    command: /supervisor --state-dir /state status; echo \"status exit $?\"; /supervisor --state-dir /state stop intruder; echo \"stop exit $?\"; exec sleep 1000
+",
+        state = f.state.display(),
+        cli = bin("supervisor").display()
+    ));
+    f.start_daemon();
+    f.wait_logged("intruder", "stop exit");
+    let log = f.log("intruder");
+    assert!(
+        log.contains("status exit 1") && log.contains("stop exit 1"),
+        "{log}"
+    );
+    assert!(
+        log.contains("refused: pid") && log.contains("inside service cgroup"),
+        "{log}"
+    );
+    // The host's root is still served, and the service was not stopped.
+    assert_eq!(f.service("intruder")["state"], "running");
+    f.shutdown();
+}
+
+/// state_dir 0711, containers 0700, logs 0750 and log files 0640, also where
+/// an older version left other modes.
+#[test]
+fn the_daemon_sets_the_state_dir_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut f = Fixture::new(
+        "  web:
+    image: ROOTFS
+    command: echo hello; exec sleep 1000
+",
+    );
+    let (containers, logs) = (f.state.join("containers"), f.state.join("logs"));
+    fs::create_dir_all(&containers).unwrap();
+    fs::create_dir_all(&logs).unwrap();
+    fs::write(logs.join("old.log"), "old\n").unwrap();
+    for path in [&f.state, &containers, &logs, &logs.join("old.log")] {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    f.start_daemon();
+    f.wait_logged("web", "hello");
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&f.state), 0o711);
+    assert_eq!(mode(&containers), 0o700);
+    assert_eq!(mode(&logs), 0o750);
+    assert_eq!(mode(&logs.join("old.log")), 0o640);
+    assert_eq!(mode(&logs.join("web.log")), 0o640);
+    f.shutdown();
+}
+
+/// A service without an image that binds a parent of the state dir sees an
+/// empty read-only tmpfs where the state dir is.
+#[test]
+fn the_state_dir_is_hidden_under_a_bind_of_its_parent() {
+    assert!(
+        Path::new("/mnt").is_dir(),
+        "the host has no /mnt to bind onto"
+    );
+    let mut f = Fixture::new("");
+    f.write_config(&format!(
+        "  host:
+    mounts:
+      - {{source: {dir}, target: /mnt}}
+    command: ls -A /mnt/state | sed 's/^/seen=/'; touch /mnt/state/x 2>/dev/null && echo wrote; ls /mnt | grep -qx rootfs && echo fixture visible; exec sleep 1000
+",
+        dir = f.dir.path().display()
+    ));
+    f.start_daemon();
+    f.wait_logged("host", "fixture visible");
+    let log = f.log("host");
+    assert!(!log.contains("seen=") && !log.contains("wrote"), "{log}");
+    f.shutdown();
+}
+
+/// `supervisor logs` escapes a service's control characters, on a terminal
+/// and in a pipe; `--raw` prints them as written.
+#[test]
+fn logs_escape_control_characters_unless_raw() {
+    let mut f = Fixture::new(
+        "  painter:
+    image: ROOTFS
+    command: printf 'a\\033[31mred\\033[0m\\tb\\r\\n'; echo end; exec sleep 1000
+",
+    );
+    f.start_daemon();
+    f.wait_logged("painter", "end");
+    let escaped = "a\\x1b[31mred\\x1b[0m\tb\\x0d";
+    let piped = f.ok(&["logs", "painter"]);
+    assert!(
+        piped.contains(escaped) && !piped.contains('\x1b'),
+        "{piped:?}"
+    );
+    let raw = f.ok(&["logs", "painter", "--raw"]);
+    assert!(raw.contains("a\x1b[31mred\x1b[0m\tb\r"), "{raw:?}");
+    // On a terminal: `script` gives the command a pty.
+    let command = format!(
+        "{} --state-dir {} logs painter",
+        bin("supervisor").display(),
+        f.state.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("SUPERVISOR_STATE_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux) is needed for a terminal");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        shown.contains(escaped) && !shown.contains('\x1b'),
+        "{shown:?}"
+    );
+    f.shutdown();
 }

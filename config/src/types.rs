@@ -160,7 +160,7 @@ pub enum User {
     Name(String),
 }
 
-/// Which namespaces a service gets of its own. Default: pid, mount, uts, ipc, net.
+/// Which namespaces a service gets of its own. Default: pid, mount, uts, ipc, net, cgroup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Namespaces {
     pub pid: bool,
@@ -180,7 +180,7 @@ impl Default for Namespaces {
             uts: true,
             ipc: true,
             net: true,
-            cgroup: false,
+            cgroup: true,
             user: false,
         }
     }

@@ -1,7 +1,7 @@
 //! The minimal /dev of a service: a tmpfs (nosuid, noexec) with the usual
 //! character devices, its own devpts instance, /dev/shm, /dev/mqueue, the fd
 //! symlinks, the terminal as /dev/console, the configured host devices (or,
-//! privileged, every host device), and our init.
+//! privileged, every host device).
 
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -168,15 +168,13 @@ fn host_nodes(dir: &Path, depth: usize, nodes: &mut Vec<DeviceNode>) -> Result<(
     Ok(())
 }
 
-/// Mounts and fills `/dev` in `root`, with `init` bound read-only at `init_rel`.
+/// Mounts and fills `/dev` in `root` from what `host` opened.
 /// `missing` applies to `/dev` itself; what goes inside is created in our own tmpfs.
 pub(crate) fn setup(
     root: &Root,
     missing: Missing,
     spec: &RootfsSpec,
     host: &HostDevices,
-    init: &Source,
-    init_rel: &Path,
 ) -> Result<(), Error> {
     Target::resolve(root, Path::new("dev"), Kind::Dir, missing)?.mount_fs(
         "mount /dev tmpfs",
@@ -237,12 +235,7 @@ pub(crate) fn setup(
     for (node, source) in &host.nodes {
         create_node(root, node, source)?;
     }
-    Target::resolve(root, init_rel, Kind::File, Missing::Create)?.bind(
-        root,
-        "bind init",
-        init,
-        true,
-    )
+    Ok(())
 }
 
 /// Creates `node` in the /dev tmpfs (its directories too), owned and with the mode

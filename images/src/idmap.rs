@@ -39,8 +39,7 @@ pub fn hand_over(spec: &RootfsSpec, pid: i32) -> Result<Vec<OwnedFd>, Error> {
             .map_err(|e| idmap_error(what, path, &tree, e))?;
         Ok::<_, Error>(tree)
     };
-    let mut fds = vec![sys::clone_tree(&spec.init_binary, false)
-        .map_err(|e| Error::setup("open init", &spec.init_binary, e))?];
+    let mut fds = Vec::new();
     if let Some(image) = &spec.rootfs {
         fds.push(idmapped("idmap image", image, false)?);
         fds.push(in_child(image)?);
@@ -101,16 +100,13 @@ pub(crate) struct Handed {
 
 /// What the parent handed over that is bound like a host path would be.
 pub(crate) struct HandedSources {
-    /// Our init, a detached tree.
-    pub init: OwnedFd,
     /// The idmapped tree of each bind mount, in the order of `spec.mounts`.
     pub mounts: Vec<OwnedFd>,
 }
 
 /// Takes apart the descriptors `hand_over` opened for `spec`.
 pub(crate) fn take(spec: &RootfsSpec, fds: Vec<OwnedFd>) -> Result<(Handed, HandedSources), Error> {
-    let expected = 1
-        + 2 * usize::from(spec.rootfs.is_some())
+    let expected = 2 * usize::from(spec.rootfs.is_some())
         + usize::from(spec.writable_layer.is_some())
         + spec.mounts.len();
     if fds.len() != expected {
@@ -122,11 +118,10 @@ pub(crate) fn take(spec: &RootfsSpec, fds: Vec<OwnedFd>) -> Result<(Handed, Hand
     }
     let mut fds = fds.into_iter();
     let mut next = || fds.next().expect("counted");
-    let init = next();
     let image = spec.rootfs.as_ref().map(|_| (next(), next()));
     let layer = spec.writable_layer.as_ref().map(|_| next());
     let mounts = spec.mounts.iter().map(|_| next()).collect();
-    Ok((Handed { image, layer }, HandedSources { init, mounts }))
+    Ok((Handed { image, layer }, HandedSources { mounts }))
 }
 
 impl Handed {
@@ -174,31 +169,30 @@ mod tests {
             rootfs: Some(PathBuf::from("/images/busybox")),
             writable_layer: Some(PathBuf::from("/run/supervisor/containers/web")),
             readonly: false,
-            init_binary: PathBuf::from("/usr/bin/init"),
+            state_dir: PathBuf::from("/run/supervisor"),
             mounts: vec![bind.clone(), bind],
             devices: Vec::new(),
             host_devices: false,
             console: false,
             mqueue: false,
         };
-        let handed = fds(6);
+        let handed = fds(5);
         let numbers: Vec<i32> = handed.iter().map(AsRawFd::as_raw_fd).collect();
         let (rootfs, sources) = take(&spec, handed).unwrap();
-        assert_eq!(sources.init.as_raw_fd(), numbers[0]);
         let (tree, mountpoint) = rootfs.image.as_ref().unwrap();
         assert_eq!(
             (tree.as_raw_fd(), mountpoint.as_raw_fd()),
-            (numbers[1], numbers[2])
+            (numbers[0], numbers[1])
         );
         assert_eq!(
             rootfs.layer(),
-            Some(PathBuf::from(format!("/proc/self/fd/{}", numbers[3])))
+            Some(PathBuf::from(format!("/proc/self/fd/{}", numbers[2])))
         );
         let mounts: Vec<i32> = sources.mounts.iter().map(AsRawFd::as_raw_fd).collect();
-        assert_eq!(mounts, numbers[4..]);
-        let err = take(&spec, fds(5)).err().unwrap();
+        assert_eq!(mounts, numbers[3..]);
+        let err = take(&spec, fds(4)).err().unwrap();
         assert!(
-            err.to_string().contains("5 descriptors, expected 6"),
+            err.to_string().contains("4 descriptors, expected 5"),
             "{err}"
         );
     }

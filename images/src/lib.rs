@@ -2,6 +2,7 @@
 //! setting one up inside a service's new mount namespace.
 
 pub mod busybox;
+mod cgroupfs;
 mod compress;
 mod copy;
 mod dev;
@@ -13,16 +14,18 @@ mod oci;
 mod procfs;
 mod progress;
 mod rootfs;
+mod statedir;
 mod store;
 #[allow(unsafe_code)]
 mod sys;
 mod unpack;
 mod writer;
 
+pub use cgroupfs::CgroupView;
 pub use dev::DeviceNode;
 pub use error::Error;
 pub use progress::{Progress, ProgressFn};
-pub use rootfs::{setup_rootfs, setup_rootfs_in_userns, BindMount, RootfsSpec, INIT_PATH};
+pub use rootfs::{setup_rootfs, setup_rootfs_in_userns, BindMount, RootfsSpec};
 pub use store::{
     build_busybox, import, lease, list, remove, resolve_image, validate_name, Existing, ImageInfo,
     ImageLease,

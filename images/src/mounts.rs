@@ -3,6 +3,7 @@
 //! `/proc/self/fd`, so a symlink in an image can never redirect a mount.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
@@ -91,7 +92,10 @@ impl Target {
         .map_err(|e| Error::setup(step, &self.shown, e))
     }
 
-    /// Bind-mounts `source` here, recursively; read-only if asked.
+    /// Bind-mounts `source` here, recursively, nosuid and nodev (but a device
+    /// node keeps working); read-only if asked. The flags are set on every
+    /// mount of the bound tree (`AT_RECURSIVE`): a submount of a read-only
+    /// bind is read-only too.
     pub(crate) fn bind(
         &self,
         root: &Root,
@@ -118,14 +122,18 @@ impl Target {
                 e,
             )
         })?;
-        if readonly {
-            // Resolved again: the old descriptor names what lies under the new mount.
-            let mounted = root
-                .open_at(&self.rel, OFlag::O_PATH | OFlag::O_NOFOLLOW)
-                .map_err(|e| Error::setup(step, &self.shown, e))?;
-            remount_readonly(&proc_path(&mounted), &self.shown)?;
+        // Resolved again: the old descriptor names what lies under the new mount.
+        let mounted = root
+            .open_at(&self.rel, OFlag::O_PATH | OFlag::O_NOFOLLOW)
+            .map_err(|e| Error::setup(step, &self.shown, e))?;
+        let mut attrs = sys::MOUNT_ATTR_NOSUID;
+        if !source.is_device {
+            attrs |= sys::MOUNT_ATTR_NODEV;
         }
-        Ok(())
+        if readonly {
+            attrs |= sys::MOUNT_ATTR_RDONLY;
+        }
+        set_recursive(&mounted, attrs, &self.shown)
     }
 }
 
@@ -137,6 +145,8 @@ pub(crate) struct Source {
     pub is_dir: bool,
     /// A detached mount tree (see `idmap`), attached rather than bound.
     detached: bool,
+    /// A character or block device: its binds keep `dev`.
+    is_device: bool,
 }
 
 impl Source {
@@ -170,11 +180,12 @@ impl Source {
     fn new(step: &'static str, fd: OwnedFd, shown: PathBuf) -> Result<Source, Error> {
         let st =
             nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|e| Error::setup(step, &shown, e))?;
-        let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        let kind = st.st_mode & libc::S_IFMT;
         Ok(Source {
             fd,
             shown,
-            is_dir,
+            is_dir: kind == libc::S_IFDIR,
+            is_device: kind == libc::S_IFCHR || kind == libc::S_IFBLK,
             detached: false,
         })
     }
@@ -213,15 +224,73 @@ fn create_file(root: &Root, rel: &Path) -> nix::Result<OwnedFd> {
     open_path()
 }
 
-/// Makes the mount at `path` read-only, keeping its nosuid/nodev/noexec
-/// (a bind remount replaces all of the mount's flags).
-pub(crate) fn remount_readonly(path: &Path, shown: &Path) -> Result<(), Error> {
-    let step = "remount read-only";
-    let current = statvfs(path)
-        .map_err(|e| Error::setup(step, shown, e))?
-        .flags();
-    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+/// Sets `attrs` (`sys::MOUNT_ATTR_*`) on the mount at `mount` and on every
+/// mount below it, keeping its other flags.
+pub(crate) fn set_recursive(mount: &OwnedFd, attrs: u64, shown: &Path) -> Result<(), Error> {
+    match sys::mount_setattr_recursive(mount.as_fd(), attrs) {
+        Ok(()) => Ok(()),
+        // Before Linux 5.12: each mount of the tree, one by one.
+        Err(nix::errno::Errno::ENOSYS) => remount_tree(mount, attrs, shown),
+        Err(e) => Err(Error::setup("set mount flags", shown, e)),
+    }
+}
+
+/// `set_recursive` without `mount_setattr`: the mounts at and below the
+/// mount's path in /proc/self/mountinfo, each remounted with its flags kept
+/// (a bind remount replaces them all) and `attrs` added.
+fn remount_tree(mount: &OwnedFd, attrs: u64, shown: &Path) -> Result<(), Error> {
+    let step = "set mount flags";
+    let top = std::fs::read_link(proc_path(mount)).map_err(|e| Error::setup(step, shown, e))?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::setup(step, "/proc/self/mountinfo", e))?;
+    for point in mount_points(&mountinfo) {
+        if point.starts_with(&top) {
+            remount_adding(&point, attrs).map_err(|e| Error::setup(step, &point, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// The mount points of a mountinfo text, in its order (parents first),
+/// each once, with its octal escapes (`\040` for a space) decoded.
+fn mount_points(mountinfo: &str) -> Vec<PathBuf> {
+    let mut points: Vec<PathBuf> = Vec::new();
+    for field in mountinfo.lines().filter_map(|l| l.split(' ').nth(4)) {
+        let point = PathBuf::from(std::ffi::OsString::from_vec(unescape(field)));
+        if !points.contains(&point) {
+            points.push(point);
+        }
+    }
+    points
+}
+
+fn unescape(field: &str) -> Vec<u8> {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                out.push(d.iter().fold(0u8, |n, c| n.wrapping_mul(8) + (c - b'0')));
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+fn remount_adding(path: &Path, attrs: u64) -> nix::Result<()> {
+    let current = statvfs(path)?.flags();
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
     for (have, keep) in [
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
         (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
         (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
         (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
@@ -232,6 +301,38 @@ pub(crate) fn remount_readonly(path: &Path, shown: &Path) -> Result<(), Error> {
             flags |= keep;
         }
     }
+    for (attr, add) in [
+        (sys::MOUNT_ATTR_RDONLY, MsFlags::MS_RDONLY),
+        (sys::MOUNT_ATTR_NOSUID, MsFlags::MS_NOSUID),
+        (sys::MOUNT_ATTR_NODEV, MsFlags::MS_NODEV),
+    ] {
+        if attrs & attr != 0 {
+            flags |= add;
+        }
+    }
     mount(None::<&str>, path, None::<&str>, flags, None::<&str>)
-        .map_err(|e| Error::setup(step, shown, e))
+}
+
+/// Makes the mount at `path` and every mount below it read-only.
+pub(crate) fn readonly_recursive(path: &Path) -> Result<(), Error> {
+    let fd = sys::open(path, OFlag::O_PATH | OFlag::O_DIRECTORY)
+        .map_err(|e| Error::setup("open", path, e))?;
+    set_recursive(&fd, sys::MOUNT_ATTR_RDONLY, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_points_are_decoded_and_listed_once() {
+        let text = "22 1 0:21 / / rw - ext4 /dev/vda rw\n\
+                    30 22 0:5 / /srv/my\\040data rw - tmpfs tmpfs rw\n\
+                    31 30 0:6 / /srv/my\\040data rw - tmpfs tmpfs rw\n";
+        assert_eq!(
+            mount_points(text),
+            vec![PathBuf::from("/"), PathBuf::from("/srv/my data")]
+        );
+        assert_eq!(unescape("a\\134b\\12"), b"a\\b\\12");
+    }
 }

@@ -1,6 +1,7 @@
-//! A service's /proc: its own pid namespace's, with the host-wide knobs a
-//! root service could misuse (sysrq-trigger reboots the host, /proc/sys
-//! changes host-wide settings) read-only or hidden, as runc and Docker do.
+//! A service's /proc and /sys: its own pid namespace's /proc, with the
+//! host-wide knobs a root service could misuse (sysrq-trigger reboots the
+//! host, /proc/sys changes host-wide settings) read-only, and kernel details
+//! of the whole host hidden: exactly Docker's default lists.
 
 use std::path::Path;
 
@@ -12,7 +13,8 @@ use crate::fsroot::Root;
 use crate::mounts::{Kind, Missing, Source, Target};
 use crate::Error;
 
-/// Made read-only: settings and triggers that are not per namespace.
+/// Made read-only (Docker's `ReadonlyPaths`): settings and triggers that are
+/// not per namespace.
 const READONLY: &[&str] = &[
     "proc/bus",
     "proc/fs",
@@ -21,20 +23,25 @@ const READONLY: &[&str] = &[
     "proc/sysrq-trigger",
 ];
 
-/// Hidden behind /dev/null: kernel memory and timing details of the whole host.
-const MASKED_FILES: &[&str] = &[
+/// Hidden (Docker's `MaskedPaths`): a file behind a bind of /dev/null, a
+/// directory behind an empty read-only tmpfs.
+const MASKED: &[&str] = &[
+    "proc/acpi",
+    "proc/asound",
+    "proc/interrupts",
     "proc/kcore",
     "proc/keys",
     "proc/latency_stats",
-    "proc/sched_debug",
     "proc/timer_list",
     "proc/timer_stats",
+    "proc/sched_debug",
+    "proc/scsi",
+    "sys/firmware",
+    "sys/devices/virtual/powercap",
 ];
 
-/// Hidden behind an empty read-only tmpfs.
-const MASKED_DIRS: &[&str] = &["proc/acpi", "proc/scsi"];
-
-/// Applies the above to the proc mounted at `proc` in `root` (after /dev exists there).
+/// Applies the above to the /proc and /sys mounted in `root` (after /dev
+/// exists there). A path this kernel lacks is skipped.
 pub(crate) fn harden(root: &Root) -> Result<(), Error> {
     for rel in READONLY {
         if let Some(path) = existing(root, rel)? {
@@ -48,20 +55,20 @@ pub(crate) fn harden(root: &Root) -> Result<(), Error> {
         }
     }
     let null = Source::open_in(root, Path::new("dev/null"))?;
-    for rel in MASKED_FILES {
-        if existing(root, rel)?.is_some() {
-            Target::resolve(root, Path::new(rel), Kind::File, Missing::Create)?
-                .bind(root, "mask", &null, false)?;
-        }
-    }
-    for rel in MASKED_DIRS {
-        if existing(root, rel)?.is_some() {
+    for rel in MASKED {
+        let Some(path) = existing(root, rel)? else {
+            continue;
+        };
+        if path.is_dir {
             Target::resolve(root, Path::new(rel), Kind::Dir, Missing::Create)?.mount_fs(
                 "mask",
                 "tmpfs",
                 MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-                "size=0",
+                "mode=0555",
             )?;
+        } else {
+            Target::resolve(root, Path::new(rel), Kind::File, Missing::Create)?
+                .bind(root, "mask", &null, false)?;
         }
     }
     Ok(())

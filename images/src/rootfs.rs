@@ -15,13 +15,7 @@ use crate::dev::{self, DeviceNode};
 use crate::fsroot::Root;
 use crate::idmap::{self, Handed, HandedSources};
 use crate::mounts::{self, Kind, Missing, Source, Target};
-use crate::{procfs, Error};
-
-/// Where our static init is bind-mounted, read-only, in every service's root
-/// filesystem. It lives in the /dev tmpfs that `setup_rootfs` mounts, so no
-/// image needs to contain it or a mountpoint for it, and the host's `/`
-/// (a service without an image) is not touched either.
-pub const INIT_PATH: &str = "/dev/init";
+use crate::{procfs, statedir, Error};
 
 /// What `setup_rootfs` builds.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -31,10 +25,16 @@ pub struct RootfsSpec {
     /// Directory for the overlay's `upper` and `work` (and `merged`, where it is
     /// mounted); None: the image itself is the root (bind-mounted). Needs an image.
     pub writable_layer: Option<PathBuf>,
-    /// Remount the root read-only once everything is mounted.
+    /// Make the root, and every mount below it that came with it, read-only
+    /// (the mounts made for the service itself keep their own flags).
     pub readonly: bool,
-    /// Host path of our static init, bound at `INIT_PATH`.
-    pub init_binary: PathBuf,
+    /// The supervisor's state directory on the host: wherever it is visible
+    /// inside (the host's `/` as root, or a bind of one of its parents), an
+    /// empty read-only tmpfs covers it, so that no service reaches the control
+    /// socket, the logs or another service's writable layer. A bind mount
+    /// whose target is this very path (or whose source is it, or is in it)
+    /// names it on purpose and is left visible.
+    pub state_dir: PathBuf,
     pub mounts: Vec<BindMount>,
     /// Host devices to create in /dev (`devices:`).
     pub devices: Vec<DeviceNode>,
@@ -128,14 +128,17 @@ fn setup(spec: &RootfsSpec, handed: Option<(Handed, HandedSources)>) -> Result<(
         (Some(_), None) => Missing::Refuse("the image"),
         (None, None) => Missing::Refuse("the host's /"),
     };
+    if spec.readonly {
+        // Before our own mounts go on it: /dev, /tmp, /proc and the rw binds
+        // keep their flags; whatever came with the root (the host's /home,
+        // /var, ... for a service without an image) is read-only too.
+        mounts::readonly_recursive(&new_root)?;
+    }
     let root = Root::open(&new_root)?;
     mount_filesystems(&root, spec, &sources, missing)?;
     drop(root);
     if spec.rootfs.is_some() {
         switch_root(&new_root)?;
-    }
-    if spec.readonly {
-        mounts::remount_readonly(Path::new("/"), Path::new("/"))?;
     }
     chdir("/").map_err(|e| Error::setup("chdir", "/", e))
 }
@@ -204,8 +207,8 @@ fn mount_overlay(image: &Path, layer: &Path, userxattr: bool) -> Result<PathBuf,
 
 /// Everything bound from the host, opened before anything is mounted.
 struct HostSources {
-    init: Source,
     devices: dev::HostDevices,
+    hidden: statedir::Hidden,
     sys: Source,
     mounts: Vec<Source>,
 }
@@ -213,8 +216,8 @@ struct HostSources {
 impl HostSources {
     fn open(spec: &RootfsSpec) -> Result<HostSources, Error> {
         Ok(HostSources {
-            init: Source::open("open init", &spec.init_binary)?,
             devices: dev::HostDevices::open(spec)?,
+            hidden: statedir::Hidden::new(&spec.state_dir, spec.rootfs.as_deref(), &spec.mounts),
             sys: Source::open("open host /sys", Path::new("/sys"))?,
             mounts: spec
                 .mounts
@@ -224,10 +227,9 @@ impl HostSources {
         })
     }
 
-    /// The sources of a setup in a user namespace: init and the bind mounts
-    /// are the trees the parent handed over.
+    /// The sources of a setup in a user namespace: the bind mounts are the
+    /// trees the parent handed over.
     fn handed(spec: &RootfsSpec, handed: HandedSources) -> Result<HostSources, Error> {
-        let init = Source::detached("open init", handed.init, &spec.init_binary)?;
         let mounts = handed
             .mounts
             .into_iter()
@@ -235,15 +237,15 @@ impl HostSources {
             .map(|(tree, bind)| Source::detached("bind mount source", tree, &bind.source))
             .collect::<Result<_, _>>()?;
         Ok(HostSources {
-            init,
             devices: dev::HostDevices::open(spec)?,
+            hidden: statedir::Hidden::new(&spec.state_dir, spec.rootfs.as_deref(), &spec.mounts),
             sys: Source::open("open host /sys", Path::new("/sys"))?,
             mounts,
         })
     }
 }
 
-/// /proc, /dev (with init), /sys, /tmp and the configured bind mounts.
+/// /proc, /dev, /sys, /tmp and the configured bind mounts.
 fn mount_filesystems(
     root: &Root,
     spec: &RootfsSpec,
@@ -261,16 +263,7 @@ fn mount_filesystems(
         Err(e) if spec.rootfs.is_none() && errno(&e) == Some(libc::EBUSY) => {}
         other => other?,
     }
-    let init_rel = Path::new(INIT_PATH.trim_start_matches('/'));
-    dev::setup(
-        root,
-        missing,
-        spec,
-        &sources.devices,
-        &sources.init,
-        init_rel,
-    )?;
-    procfs::harden(root)?;
+    dev::setup(root, missing, spec, &sources.devices)?;
     let sys = Target::resolve(root, Path::new("sys"), Kind::Dir, missing)?;
     match sys.mount_fs("mount sysfs", "sysfs", hardened | MsFlags::MS_RDONLY, "") {
         Ok(()) => {}
@@ -281,13 +274,17 @@ fn mount_filesystems(
         }
         Err(e) => return Err(e),
     }
+    procfs::harden(root)?;
     Target::resolve(root, Path::new("tmp"), Kind::Dir, missing)?.mount_fs(
         "mount /tmp",
         "tmpfs",
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         "mode=1777",
     )?;
-    for (bind, source) in spec.mounts.iter().zip(&sources.mounts) {
+    if let Some(rel) = sources.hidden.in_root() {
+        sources.hidden.cover(root, &rel)?;
+    }
+    for (index, (bind, source)) in spec.mounts.iter().zip(&sources.mounts).enumerate() {
         let kind = if source.is_dir { Kind::Dir } else { Kind::File };
         let rel = bind.target.strip_prefix("/").unwrap_or(&bind.target);
         Target::resolve(root, rel, kind, missing)?.bind(
@@ -296,6 +293,9 @@ fn mount_filesystems(
             source,
             bind.readonly,
         )?;
+        if let Some(rel) = sources.hidden.in_bind(index, &bind.target) {
+            sources.hidden.cover(root, &rel)?;
+        }
     }
     Ok(())
 }

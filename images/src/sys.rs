@@ -77,7 +77,13 @@ pub(crate) fn open(path: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// `struct mount_attr` of mount_setattr(2).
+/// Mount attributes for `mount_setattr` (linux/mount.h).
+pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub(crate) const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub(crate) const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+/// `struct mount_attr` of linux/mount.h (the first version, 32 bytes).
 #[repr(C)]
 struct MountAttr {
     attr_set: u64,
@@ -88,7 +94,6 @@ struct MountAttr {
 
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 const AT_RECURSIVE: libc::c_uint = 0x8000;
-const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
 const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
 
@@ -114,22 +119,32 @@ pub(crate) fn idmap_tree(
     userns: BorrowedFd<'_>,
     recursive: bool,
 ) -> nix::Result<()> {
+    mount_setattr(tree, MOUNT_ATTR_IDMAP, userns.as_raw_fd() as u64, recursive)
+}
+
+/// `mount_setattr(2)` on the mount at `fd` and, `AT_RECURSIVE`, every mount
+/// below it: sets the `set` attributes, leaving the others as they are.
+pub(crate) fn mount_setattr_recursive(fd: BorrowedFd<'_>, set: u64) -> nix::Result<()> {
+    mount_setattr(fd, set, 0, true)
+}
+
+fn mount_setattr(fd: BorrowedFd<'_>, set: u64, userns_fd: u64, recursive: bool) -> nix::Result<()> {
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
+        attr_set: set,
         attr_clr: 0,
         propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
+        userns_fd,
     };
     let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
     if recursive {
         flags |= AT_RECURSIVE;
     }
-    // SAFETY: the path is an empty C string literal and `attr` a valid
-    // mount_attr; both outlive the call, which only reads them.
+    // SAFETY: the path is an empty C string literal and `attr` a valid struct
+    // of the size passed; both outlive the call, which only reads them.
     let res = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
+            fd.as_raw_fd(),
             c"".as_ptr(),
             flags,
             &attr as *const MountAttr,

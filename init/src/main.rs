@@ -51,6 +51,9 @@ fn start(args: &sys::Args) -> i32 {
 }
 
 fn run(args: &sys::Args, options: &Options) -> i32 {
+    if let Some(argv0) = args.list().first() {
+        sys::set_name_from(argv0);
+    }
     let signals = match sys::SignalWait::block_all() {
         Ok(signals) => signals,
         Err(e) => return fail(format_args!("blocking signals: {e}")),

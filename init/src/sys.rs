@@ -301,6 +301,23 @@ pub fn set_parent_death_signal(signal: i32) -> Result<()> {
     check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong) }).map(drop)
 }
 
+/// Names the process (its comm, what `ps` shows) after the last component of
+/// `argv0`, as an exec by path would. Exec'd from a descriptor (the sealed
+/// memfd the supervisor runs us from), the kernel names it after the
+/// descriptor instead: "memfd:init", or "5" before Linux 6.14.
+pub fn set_name_from(argv0: &[u8]) {
+    let base = argv0.rsplit(|&b| b == b'/').next().unwrap_or(argv0);
+    if base.is_empty() {
+        return;
+    }
+    let mut name = [0u8; 16];
+    let len = base.len().min(name.len() - 1);
+    name[..len].copy_from_slice(&base[..len]);
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes;
+    // `name` is 16 bytes and ends with a NUL. A failure only leaves the name.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong) };
+}
+
 /// Orphans below us get reparented to us instead of to the real PID 1.
 pub fn set_child_subreaper() -> Result<()> {
     // SAFETY: PR_SET_CHILD_SUBREAPER takes a flag and no pointers.

@@ -51,6 +51,10 @@ pub enum Command {
         /// Keep printing as the log grows.
         #[arg(short, long)]
         follow: bool,
+        /// Print the service's output as written: by default its control
+        /// characters (escape sequences, carriage returns) show as `\xNN`.
+        #[arg(long)]
+        raw: bool,
         #[command(flatten)]
         config: OptConfigArg,
     },

@@ -45,6 +45,7 @@ pub fn run(cmd: Command, state_dir: Option<PathBuf>) -> anyhow::Result<ExitCode>
             name,
             lines,
             follow,
+            raw,
             config,
         } => {
             let dir = resolve_state_dir(state_dir, &config)?;
@@ -52,7 +53,12 @@ pub fn run(cmd: Command, state_dir: Option<PathBuf>) -> anyhow::Result<ExitCode>
                 Response::Log { path } => path,
                 other => bail!("unexpected answer from the daemon: {other:?}"),
             };
-            let mut out = io::stdout().lock();
+            let stdout = io::stdout().lock();
+            let mut out: Box<dyn Write> = if raw {
+                Box::new(stdout)
+            } else {
+                Box::new(logs::escape::Escaped::new(stdout))
+            };
             let printed = match logs::reader::print(&path, lines, &mut out) {
                 Ok(live) => live,
                 Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {
@@ -63,6 +69,8 @@ pub fn run(cmd: Command, state_dir: Option<PathBuf>) -> anyhow::Result<ExitCode>
             if follow {
                 ignore_broken_pipe(logs::reader::follow(&path, printed, &mut out))
                     .with_context(|| format!("following {}", path.display()))?;
+            } else {
+                ignore_broken_pipe(out.flush()).context("writing the log")?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -111,13 +119,21 @@ fn request(state_dir: &Path, req: &Request) -> anyhow::Result<Response> {
         }
         _ => anyhow!("connect {}: {err}", socket.display()),
     })?;
-    stream
-        .write_all(&protocol::encode(req))
-        .with_context(|| format!("sending to {}", socket.display()))?;
+    // A caller the daemon refuses gets its answer at once, and the connection
+    // closed, maybe before the request is sent: the answer is read all the same.
+    let sent = stream.write_all(&protocol::encode(req));
     let mut line = String::new();
-    BufReader::new(stream)
-        .read_line(&mut line)
-        .with_context(|| format!("reading from {}", socket.display()))?;
+    let read = BufReader::new(stream).read_line(&mut line);
+    match (sent, read) {
+        (_, Ok(_)) if !line.is_empty() => {}
+        (Err(err), _) => {
+            return Err(err).with_context(|| format!("sending to {}", socket.display()))
+        }
+        (Ok(()), Err(err)) => {
+            return Err(err).with_context(|| format!("reading from {}", socket.display()))
+        }
+        (Ok(()), Ok(_)) => {}
+    }
     if line.is_empty() {
         bail!(
             "the daemon on {} closed the connection without answering",

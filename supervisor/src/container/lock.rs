@@ -29,8 +29,7 @@ impl ServiceLock {
         // Service names have no dot: no layer directory is named like a lock.
         let path = containers.join(format!("{name}.lock"));
         for _ in 0..ATTEMPTS {
-            std::fs::create_dir_all(&containers)
-                .map_err(io_error(format!("create {}", containers.display())))?;
+            super::secure_state_dir(state_dir)?;
             // Rust opens files close-on-exec: the service never inherits the lock.
             let file = match OpenOptions::new()
                 .create(true)

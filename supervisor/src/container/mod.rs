@@ -13,9 +13,11 @@ mod id_range;
 mod lock;
 mod resolve;
 mod run;
+mod sealed_init;
 mod setup;
 mod spawn;
 mod spec;
+mod state_dir;
 #[allow(unsafe_code)]
 mod sys;
 mod user;
@@ -26,6 +28,7 @@ pub use handle::Container;
 pub use run::run_foreground;
 pub use setup::setup_main;
 pub use spawn::{spawn, SpawnRequest, Stdio};
+pub use state_dir::secure_state_dir;
 
 /// Removes the services' parent cgroup `parent` (and the levels above it that this
 /// process created) where nothing uses it any more.

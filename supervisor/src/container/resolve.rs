@@ -90,7 +90,7 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
         rootfs: image_dir.clone(),
         writable_layer: layer.clone(),
         readonly: service.readonly_rootfs,
-        init_binary: init_binary.clone(),
+        state_dir: config.state_dir.clone(),
         mounts: service
             .mounts
             .iter()
@@ -105,22 +105,18 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
         console,
         mqueue: service.namespaces.ipc,
     });
-    let init = if rootfs.is_some() {
-        PathBuf::from(images::INIT_PATH)
-    } else {
-        init_binary
-    };
     let command = match &req.command {
         Some(command) if !command.is_empty() => command.clone(),
         _ => service.command.iter().map(OsString::from).collect(),
     };
     let spec = SetupSpec {
         rootfs,
-        init,
+        init: init_binary,
         hostname: service.namespaces.uts.then(|| service.hostname.clone()),
         loopback: service.namespaces.net,
         user_namespace: service.namespaces.user,
         cgroup_namespace: service.namespaces.cgroup,
+        cgroup_path: format!("{}/{}", config.cgroup_parent, service.name),
         env: environment(
             service,
             user.home.as_deref(),

@@ -6,6 +6,7 @@
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,7 +18,11 @@ use nix::sys::signal::{SigSet, SigmaskHow};
 use nix::unistd::{AccessFlags, Gid, Uid};
 
 use super::spec::{Credentials, SetupSpec, ERROR_FD, HANDOVER_FD, RELEASE, SPEC_FD, SYNC_FD};
-use super::sys;
+use super::{sealed_init, sys};
+
+/// argv[0] of our init, PID 1 of every service (it runs from a memfd: see
+/// `sealed_init`).
+const INIT_NAME: &str = "init";
 
 /// Entry point of the hidden subcommand. Returns only on failure (after
 /// reporting it through the error pipe), else it has become init.
@@ -56,6 +61,8 @@ fn setup() -> anyhow::Result<std::convert::Infallible> {
             .context("start a new session")?;
     }
     reset_signals();
+    // Read while the host's filesystem is still there.
+    let init = sealed_init::load(&spec.init)?;
     match &spec.rootfs {
         Some(rootfs) if spec.user_namespace => {
             let handed = receive_handover()?;
@@ -76,9 +83,7 @@ fn setup() -> anyhow::Result<std::convert::Infallible> {
     }
     wait_for_release(sync)?;
     if spec.cgroup_namespace {
-        unshare(CloneFlags::CLONE_NEWCGROUP)
-            .map_err(os)
-            .context("enter a new cgroup namespace")?;
+        enter_cgroup_namespace(&spec)?;
     }
     // From here the service's limits apply: capabilities, then seccomp last.
     let kept = bound_capabilities(spec.capabilities)?;
@@ -92,7 +97,24 @@ fn setup() -> anyhow::Result<std::convert::Infallible> {
     nix::sys::prctl::set_no_new_privs()
         .map_err(os)
         .context("set no_new_privs")?;
-    exec_init(&spec)
+    exec_init(&spec, &init)
+}
+
+/// Unshares the cgroup namespace now that we are in the service's group, so
+/// that the group is the namespace's root; with a root filesystem of its own,
+/// the service's /sys/fs/cgroup then shows that group only, read-only.
+fn enter_cgroup_namespace(spec: &SetupSpec) -> anyhow::Result<()> {
+    let view = match spec.rootfs {
+        Some(_) => Some(images::CgroupView::own(&spec.cgroup_path)?),
+        None => None,
+    };
+    unshare(CloneFlags::CLONE_NEWCGROUP)
+        .map_err(os)
+        .context("enter a new cgroup namespace")?;
+    if let Some(view) = view {
+        view.mount().context("/sys/fs/cgroup")?;
+    }
+    Ok(())
 }
 
 fn read_spec() -> anyhow::Result<SetupSpec> {
@@ -235,10 +257,9 @@ fn executable(path: &Path) -> anyhow::Result<()> {
     nix::unistd::access(path, AccessFlags::X_OK).map_err(os)
 }
 
-fn exec_init(spec: &SetupSpec) -> anyhow::Result<std::convert::Infallible> {
+fn exec_init(spec: &SetupSpec, init: &OwnedFd) -> anyhow::Result<std::convert::Infallible> {
     let cstring = |s: &OsStr| CString::new(s.as_bytes()).context("argument contains a NUL byte");
-    let init = cstring(spec.init.as_os_str())?;
-    let mut argv = vec![init.clone(), cstring(OsStr::new("--"))?];
+    let mut argv = vec![cstring(OsStr::new(INIT_NAME))?, cstring(OsStr::new("--"))?];
     for arg in &spec.command {
         argv.push(cstring(arg)?);
     }
@@ -253,8 +274,8 @@ fn exec_init(spec: &SetupSpec) -> anyhow::Result<std::convert::Infallible> {
             .map_err(os)
             .context("install the seccomp filter")?;
     }
-    let err = nix::unistd::execve(&init, &argv, &env).unwrap_err();
-    Err(os(err)).with_context(|| format!("exec init {}", spec.init.display()))
+    let err = nix::unistd::fexecve(init.as_raw_fd(), &argv, &env).unwrap_err();
+    Err(os(err)).with_context(|| format!("exec init (a sealed copy of {})", spec.init.display()))
 }
 
 /// An errno as the C library words it ("No such file or directory").

@@ -23,10 +23,9 @@ pub const RELEASE: u8 = b'1';
 /// Everything the setup process does, resolved by the parent beforehand.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SetupSpec {
-    /// None: no mount namespace, the host's root stays (and `init` runs from
-    /// its host path).
+    /// None: no mount namespace, the host's root stays.
     pub rootfs: Option<images::RootfsSpec>,
-    /// The init binary to exec, as seen after the root filesystem setup.
+    /// The host path of our init binary; a sealed copy of it is exec'd.
     pub init: PathBuf,
     /// Set in the new UTS namespace.
     pub hostname: Option<String>,
@@ -38,6 +37,9 @@ pub struct SetupSpec {
     pub user_namespace: bool,
     /// Enter a new cgroup namespace once inside the service's cgroup.
     pub cgroup_namespace: bool,
+    /// The service's group ("supervisor/web"), relative to every hierarchy's
+    /// root: what the service's /sys/fs/cgroup shows.
+    pub cgroup_path: String,
     pub credentials: Credentials,
     pub workdir: PathBuf,
     /// `KEY=VALUE`, the service's whole environment.

@@ -298,7 +298,8 @@ pub fn open_in_root(
 const MAX_RECEIVED_FDS: usize = 253;
 
 /// Receives one message of descriptors (SCM_RIGHTS) from `socket`,
-/// close-on-exec. An empty message or none (the peer closed) is an error.
+/// close-on-exec; the message may carry none. No message (the peer closed)
+/// is an error.
 pub fn receive_fds(socket: BorrowedFd<'_>) -> Result<Vec<OwnedFd>, Errno> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     let mut byte = [0u8; 1];
@@ -310,6 +311,9 @@ pub fn receive_fds(socket: BorrowedFd<'_>) -> Result<Vec<OwnedFd>, Errno> {
         Some(&mut space),
         MsgFlags::MSG_CMSG_CLOEXEC,
     )?;
+    if msg.bytes == 0 {
+        return Err(Errno::ENODATA);
+    }
     if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
         return Err(Errno::EMSGSIZE);
     }
@@ -323,9 +327,6 @@ pub fn receive_fds(socket: BorrowedFd<'_>) -> Result<Vec<OwnedFd>, Errno> {
                     .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
             );
         }
-    }
-    if fds.is_empty() {
-        return Err(Errno::ENODATA);
     }
     Ok(fds)
 }

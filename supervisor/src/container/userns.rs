@@ -34,10 +34,13 @@ pub fn hand_over(
         .map_err(|err| SpawnError::Setup(err.to_string()))?;
     let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
     let payload = [IoSlice::new(b"m")];
+    // Nothing to hand over (no image, no bind mounts): the byte alone.
+    let rights = [ControlMessage::ScmRights(&raw)];
+    let rights: &[ControlMessage] = if raw.is_empty() { &[] } else { &rights };
     sendmsg::<()>(
         socket.as_raw_fd(),
         &payload,
-        &[ControlMessage::ScmRights(&raw)],
+        rights,
         MsgFlags::empty(),
         None,
     )

@@ -4,7 +4,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,18 +18,15 @@ use nix::unistd::{chown, Gid, Group};
 
 use crate::protocol::{self, Request, Response};
 
-/// Held for the daemon's lifetime: a second daemon on the same state_dir fails to take it.
+/// Held for the daemon's lifetime: a second daemon on the same state_dir fails
+/// to take it. The directory exists already (`container::secure_state_dir`).
 pub fn lock_state_dir(state_dir: &Path) -> anyhow::Result<Flock<File>> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(state_dir)
-        .with_context(|| format!("creating {}", state_dir.display()))?;
     let path = state_dir.join(protocol::LOCK_FILE);
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
     Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| match errno {
@@ -51,48 +48,38 @@ pub fn control_gid(group: Option<&str>) -> anyhow::Result<Option<Gid>> {
     }
 }
 
-/// A directory the daemon writes and the control group may read (setgid, so
-/// files created in it belong to the group too).
-pub fn create_shared_dir(dir: &Path, gid: Option<Gid>) -> anyhow::Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o750)
-        .create(dir)
-        .with_context(|| format!("creating {}", dir.display()))?;
-    if let Some(gid) = gid {
-        chown(dir, None, Some(gid)).with_context(|| format!("chown {}", dir.display()))?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o2750))
-            .with_context(|| format!("chmod {}", dir.display()))?;
-    }
-    Ok(())
-}
-
-/// control_group changed on reload: the state directory, the logs directory
-/// and the log files already there go to the new group as they would have at
-/// startup. Without a group any more, the logs go back to root only (the
-/// socket, 0600 again, keeps the old group out of the state directory).
+/// The logs directory and the log files in it, at startup and when
+/// control_group changes on reload: 0750 and 0640, root's, or the control
+/// group's (the directory setgid, so that new log files belong to the group
+/// too). Modes left by an older version are put right.
 pub fn share_state_dir(state_dir: &Path, gid: Option<Gid>) -> anyhow::Result<()> {
     let logs_dir = state_dir.join(protocol::LOGS_DIR);
-    if gid.is_some() {
-        create_shared_dir(state_dir, gid)?;
-        create_shared_dir(&logs_dir, gid)?;
-    } else {
-        chown(&logs_dir, None, Some(Gid::from_raw(0)))
-            .with_context(|| format!("chown {}", logs_dir.display()))?;
-        fs::set_permissions(&logs_dir, fs::Permissions::from_mode(0o750))
-            .with_context(|| format!("chmod {}", logs_dir.display()))?;
-    }
+    fs::DirBuilder::new()
+        .mode(0o750)
+        .create(&logs_dir)
+        .or_else(|err| match err.kind() {
+            io::ErrorKind::AlreadyExists => Ok(()),
+            _ => Err(err),
+        })
+        .with_context(|| format!("creating {}", logs_dir.display()))?;
     let group = gid.unwrap_or(Gid::from_raw(0));
+    let dir_mode = if gid.is_some() { 0o2750 } else { 0o750 };
+    chown(&logs_dir, None, Some(group)).with_context(|| format!("chown {}", logs_dir.display()))?;
+    fs::set_permissions(&logs_dir, fs::Permissions::from_mode(dir_mode))
+        .with_context(|| format!("chmod {}", logs_dir.display()))?;
     let entries =
         fs::read_dir(&logs_dir).with_context(|| format!("reading {}", logs_dir.display()))?;
     for entry in entries {
         let path = entry
             .with_context(|| format!("reading {}", logs_dir.display()))?
             .path();
-        match chown(&path, None, Some(group)) {
+        let changed = chown(&path, None, Some(group))
+            .map_err(io::Error::from)
+            .and_then(|()| fs::set_permissions(&path, fs::Permissions::from_mode(0o640)));
+        match changed {
             // Rotated away or removed meanwhile.
-            Ok(()) | Err(Errno::ENOENT) => {}
-            Err(err) => return Err(err).with_context(|| format!("chown {}", path.display())),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            other => other.with_context(|| format!("chown and chmod {}", path.display()))?,
         }
     }
     Ok(())
@@ -151,6 +138,46 @@ pub fn peer_allowed(stream: &UnixStream, gid: Option<Gid>) -> Result<(), String>
             None => String::new(),
         }
     ))
+}
+
+/// Refuses a peer that runs inside a service: one of the cgroups below any of
+/// `parents` (the cgroup parents the daemon has used) in any hierarchy, as
+/// /proc/PID/cgroup shows it to the daemon. A root service that can reach
+/// the socket (a mount naming the state dir) passes the uid check, but must
+/// not ask for more than it has (a `privileged` service, a new mount).
+pub fn peer_outside_services<'a>(
+    stream: &UnixStream,
+    parents: impl IntoIterator<Item = &'a str>,
+) -> Result<(), String> {
+    let creds = getsockopt(stream, PeerCredentials)
+        .map_err(|err| format!("reading peer credentials: {err}"))?;
+    let pid = creds.pid();
+    let refused = |why: String| format!("refused: {why}; the control socket is not for services");
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .map_err(|err| refused(format!("cannot check the cgroup of pid {pid}: {err}")))?;
+    match service_cgroup(&text, parents) {
+        Some(path) => Err(refused(format!(
+            "pid {pid} is inside service cgroup {path}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The first path of a /proc/PID/cgroup text that is below one of `parents`.
+fn service_cgroup<'a>(text: &str, parents: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let parents: Vec<String> = parents
+        .into_iter()
+        .map(|p| format!("/{}/", p.trim_matches('/')))
+        .collect();
+    text.lines()
+        .filter_map(|line| line.splitn(3, ':').nth(2))
+        .find(|path| {
+            let path = format!("{}/", path.trim_end_matches('/'));
+            parents
+                .iter()
+                .any(|parent| path.starts_with(parent.as_str()))
+        })
+        .map(str::to_string)
 }
 
 /// The `Groups:` line of /proc/PID/status.
@@ -239,4 +266,25 @@ pub fn reply(stream: UnixStream, response: &Response) {
 /// The socket path, for removal at exit.
 pub fn socket_file(state_dir: &Path) -> PathBuf {
     protocol::socket_path(state_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::service_cgroup;
+
+    #[test]
+    fn a_peer_below_a_cgroup_parent_is_inside_a_service() {
+        let hybrid = "4:memory:/supervisor/web\n1:name=systemd:/user.slice\n0::/supervisor/web\n";
+        assert_eq!(
+            service_cgroup(hybrid, ["supervisor"]).as_deref(),
+            Some("/supervisor/web")
+        );
+        // A process the service started in a child group of its own.
+        let nested = "0::/apps/web/sub\n";
+        assert!(service_cgroup(nested, ["other", "apps"]).is_some());
+        assert!(service_cgroup("0::/user.slice/session-1.scope\n", ["supervisor"]).is_none());
+        // The parent itself (the daemon never runs there), and not a prefix of a name.
+        assert!(service_cgroup("0::/supervisor\n", ["supervisor"]).is_some());
+        assert!(service_cgroup("0::/supervisor2/x\n", ["supervisor"]).is_none());
+    }
 }

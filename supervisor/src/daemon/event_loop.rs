@@ -237,7 +237,12 @@ impl Daemon {
                     return;
                 }
             };
-            if let Err(message) = control::peer_allowed(&stream, self.gid) {
+            let services = &self.services;
+            let parents = std::iter::once(services.config.cgroup_parent.as_str())
+                .chain(services.old_cgroup_parents.iter().map(|(_, p)| p.as_str()));
+            let allowed = control::peer_allowed(&stream, self.gid)
+                .and_then(|()| control::peer_outside_services(&stream, parents));
+            if let Err(message) = allowed {
                 control::reply(stream, &Response::Error { message });
                 continue;
             }

@@ -33,14 +33,12 @@ pub fn run(config_path: &Path, state_dir: Option<PathBuf>) -> anyhow::Result<Exi
         config.state_dir = dir;
     }
     let state_dir = config.state_dir.clone();
+    crate::container::secure_state_dir(&state_dir)?;
     let _lock = control::lock_state_dir(&state_dir)?;
     let gid = control::control_gid(config.control_group.as_deref())?;
-    if gid.is_some() {
-        // Group members reach the socket and the logs through the directory.
-        control::create_shared_dir(&state_dir, gid)?;
-    }
+    // Group members reach the socket and the logs through the (0711) state_dir.
+    control::share_state_dir(&state_dir, gid)?;
     let logs_dir = state_dir.join(protocol::LOGS_DIR);
-    control::create_shared_dir(&logs_dir, gid)?;
     match cgroups::detect_layout() {
         Ok(layout) => log::info!(
             "cgroup layout: {layout:?}, driver {:?}",

@@ -1,6 +1,7 @@
 //! Service logs: `state_dir/logs/NAME.log`, one timestamped line per line of the
 //! service's stdout and stderr, rotated by size into `NAME.log.1` .. `NAME.log.3`.
 
+pub mod escape;
 pub mod reader;
 pub mod timestamp;
 pub mod writer;
