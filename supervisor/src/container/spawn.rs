@@ -86,7 +86,13 @@ pub fn spawn(mut req: SpawnRequest) -> Result<Container, SpawnError> {
         _lock: lock,
     };
     let resources = create.then(|| resources(&req.service.limits, prepared.device_policy));
-    match start(&req, &prepared.spec, prepared.id_range, &container, resources) {
+    match start(
+        &req,
+        &prepared.spec,
+        prepared.id_range,
+        &container,
+        resources,
+    ) {
         Ok(pid) => Ok(Container { pid, ..container }),
         Err(err) => {
             // Best effort: the error that stopped the start is the one to report.
