@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use crate::dependencies;
 use crate::diagnostic::{Mark, Report};
 use crate::names;
+use crate::network;
 use crate::paths;
 use crate::read::{scalar, Fields};
 use crate::service;
@@ -18,6 +19,7 @@ pub const KEYS: &[&str] = &[
     "cgroup_parent",
     "cgroup_driver",
     "control_group",
+    "networks",
     "services",
 ];
 
@@ -32,6 +34,7 @@ pub fn read(report: &mut Report, root: Option<&Node>, path: PathBuf) -> Config {
         cgroup_driver: CgroupDriver::default(),
         control_group: None,
         services: Vec::new(),
+        networks: Vec::new(),
     };
     let empty = "the file is empty: expected a mapping with a `services` key";
     let Some(root) = root else {
@@ -77,6 +80,9 @@ pub fn read(report: &mut Report, root: Option<&Node>, path: PathBuf) -> Config {
         config.cgroup_driver = driver;
     }
     config.control_group = fields.read(report, "control_group", scalar(group, "a group name"));
+    if let Some(node) = fields.node("networks") {
+        config.networks = network::networks(report, node, &config.state_dir);
+    }
     let Some(entry) = fields.get("services") else {
         report.error(root.mark, "missing key `services`");
         return config;
@@ -102,6 +108,7 @@ pub fn read(report: &mut Report, root: Option<&Node>, path: PathBuf) -> Config {
         })
         .collect();
     dependencies::check(report, &services);
+    network::check(report, &config.networks, &services);
     config.services = services.into_iter().map(|read| read.service).collect();
     config
 }

@@ -9,6 +9,7 @@ mod dependencies;
 mod diagnostic;
 mod file;
 mod names;
+mod network;
 mod paths;
 mod read;
 mod service;
@@ -20,6 +21,7 @@ mod units;
 use std::path::{Path, PathBuf};
 
 pub use diagnostic::{Diagnostic, Errors};
+pub use network::{link_prefix, stable_hash, DEFAULT_RANGE};
 pub use types::*;
 pub use units::MAX_DURATION;
 

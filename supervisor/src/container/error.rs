@@ -14,6 +14,8 @@ pub enum SpawnError {
     User(#[from] UserError),
     #[error("cgroup: {0}")]
     Cgroup(#[from] cgroups::Error),
+    #[error("network: {0}")]
+    Network(#[from] crate::net::NetError),
     #[error("the init binary is missing: {0} (it is installed next to the supervisor)")]
     InitMissing(PathBuf),
     #[error("an image needs the mount namespace (namespaces: mount)")]

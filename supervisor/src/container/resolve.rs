@@ -21,6 +21,8 @@ pub(super) struct Prepared {
     pub spec: SetupSpec,
     pub layer: Option<PathBuf>,
     pub lease: Option<images::ImageLease>,
+    /// Addresses and files of a service on networks.
+    pub network: Option<crate::net::Prepared>,
 }
 
 pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
@@ -48,6 +50,8 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
         Some(_) if !service.readonly_rootfs => Some(writable_layer(config, service)?),
         _ => None,
     };
+    let network = crate::net::prepare(config, service)?;
+    let network_files = network.iter().flat_map(|n| &n.files);
     let rootfs = service.namespaces.mount.then(|| images::RootfsSpec {
         rootfs: image_dir.clone(),
         writable_layer: layer.clone(),
@@ -61,6 +65,11 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
                 target: m.target.clone(),
                 readonly: m.readonly,
             })
+            .chain(network_files.map(|(source, target)| images::BindMount {
+                source: source.clone(),
+                target: target.clone(),
+                readonly: true,
+            }))
             .collect(),
     });
     let init = if rootfs.is_some() {
@@ -88,7 +97,12 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
         workdir: service.workdir.clone(),
         command,
     };
-    Ok(Prepared { spec, layer, lease })
+    Ok(Prepared {
+        spec,
+        layer,
+        lease,
+        network,
+    })
 }
 
 /// The `init` binary installed next to the running supervisor.

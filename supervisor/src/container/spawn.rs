@@ -18,8 +18,8 @@ use nix::unistd::{pipe2, Pid};
 use super::error::{io_error, sys_error, SpawnError};
 use super::handle::Container;
 use super::lock::ServiceLock;
-use super::resolve::{clone_flags, driver, prepare, resources};
-use super::spec::{SetupSpec, ERROR_FD, RELEASE, SPEC_FD, SYNC_FD};
+use super::resolve::{clone_flags, driver, prepare, resources, Prepared};
+use super::spec::{ERROR_FD, RELEASE, SPEC_FD, SYNC_FD};
 use super::sys::{self, ChildExec};
 
 /// How long a container may take to set itself up before `spawn` gives up on it.
@@ -53,7 +53,7 @@ pub fn spawn(mut req: SpawnRequest) -> Result<Container, SpawnError> {
     // Before the writable layer is touched: it may belong to a running container.
     let claimed = ServiceLock::take(&req.config.state_dir, &req.service.name)
         .and_then(|lock| Ok((lock, prepare(&req)?)));
-    let (lock, prepared) = match claimed {
+    let (lock, mut prepared) = match claimed {
         Ok(claimed) => claimed,
         Err(err) => {
             if let Some(cgroup) = kept {
@@ -80,11 +80,16 @@ pub fn spawn(mut req: SpawnRequest) -> Result<Container, SpawnError> {
         cgroup,
         name: req.service.name.clone(),
         layer_to_remove: prepared.layer.clone().filter(|_| !req.service.persist),
-        _lease: prepared.lease,
+        _lease: prepared.lease.take(),
+        network: None,
         _lock: lock,
     };
-    match start(&req, &prepared.spec, &container, create) {
-        Ok(pid) => Ok(Container { pid, ..container }),
+    match start(&req, &prepared, &container, create) {
+        Ok((pid, network)) => Ok(Container {
+            pid,
+            network,
+            ..container
+        }),
         Err(err) => {
             // Best effort: the error that stopped the start is the one to report.
             let _ = container.teardown();
@@ -147,11 +152,11 @@ fn pipes(stdio: &Stdio, user_namespace: bool) -> Result<(Pipes, Vec<(i32, i32)>)
 /// reaped; the caller tears down the rest.
 fn start(
     req: &SpawnRequest,
-    spec: &SetupSpec,
+    prepared: &Prepared,
     container: &Container,
     create_cgroup: bool,
-) -> Result<Pid, SpawnError> {
-    let cgroup = &container.cgroup;
+) -> Result<(Pid, Option<crate::net::Attachment>), SpawnError> {
+    let (spec, cgroup) = (&prepared.spec, &container.cgroup);
     if create_cgroup {
         cgroup.create(&resources(&req.service.limits))?;
     }
@@ -186,6 +191,18 @@ fn start(
         child_ends,
     } = pipes;
     drop(child_ends);
+    // The child's network namespace exists now; it waits for the release.
+    let network = match &prepared.network {
+        Some(network) => match crate::net::attach(req.config, req.service, network, pid) {
+            Ok(attached) => Some(attached),
+            Err(err) => {
+                let _ = kill(pid, Signal::SIGKILL);
+                reap(pid);
+                return Err(err.into());
+            }
+        },
+        None => None,
+    };
     let released = release(
         pid,
         clone_into.is_some(),
@@ -199,6 +216,7 @@ fn start(
         Err(err) if !closed_by_child(&err) => {
             let _ = kill(pid, Signal::SIGKILL);
             reap(pid);
+            detach(network);
             return Err(err);
         }
         _ => {}
@@ -206,16 +224,25 @@ fn start(
     // The child's message, if any, explains a failure better than ours (a
     // closed pipe on our side is its death).
     match (read_error(&mut error_read, pid), released) {
-        (Ok(None), Ok(())) => Ok(pid),
+        (Ok(None), Ok(())) => Ok((pid, network)),
         (Ok(Some(message)), _) => {
             reap(pid);
+            detach(network);
             Err(SpawnError::Setup(message))
         }
         (Err(err), _) | (Ok(None), Err(err)) => {
             let _ = kill(pid, Signal::SIGKILL);
             reap(pid);
+            detach(network);
             Err(err)
         }
+    }
+}
+
+/// After a failed start: the error that stopped it is the one to report.
+fn detach(network: Option<crate::net::Attachment>) {
+    if let Some(network) = network {
+        let _ = network.detach();
     }
 }
 

@@ -62,9 +62,14 @@ pub fn run(config_path: &Path, state_dir: Option<PathBuf>) -> anyhow::Result<Exi
         "listening on {}",
         protocol::socket_path(&state_dir).display()
     );
+    // What a crashed daemon left goes; the networks in use come up.
+    crate::net::Host::start(&config).context("networks")?;
     let services = Services::new(config, LogFiles::new(logs_dir));
     let daemon = Daemon::new(listener, state_dir.clone(), overridden, gid, services)?;
     let result = daemon.run();
+    if let Err(err) = crate::net::Host::stop(&state_dir) {
+        log::warn!("removing the networks: {err}");
+    }
     if result.is_err() {
         let _ = std::fs::remove_file(protocol::socket_path(&state_dir));
     }

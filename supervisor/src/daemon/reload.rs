@@ -15,7 +15,11 @@ impl Services {
         // Settings every service's container depends on.
         let shared_changed = old.cgroup_parent != self.config.cgroup_parent
             || old.cgroup_driver != self.config.cgroup_driver
-            || old.images_dir != self.config.images_dir;
+            || old.images_dir != self.config.images_dir
+            || old.networks != self.config.networks;
+        if let Err(err) = crate::net::Host::reload(&old, &self.config) {
+            log::warn!("networks: {err}");
+        }
         if old.cgroup_parent != self.config.cgroup_parent
             || old.cgroup_driver != self.config.cgroup_driver
         {
