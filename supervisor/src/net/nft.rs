@@ -58,6 +58,13 @@ pub fn ruleset(
             postrouting,
             "    oifname \"{name}\" ip saddr 127.0.0.0/8 masquerade"
         );
+        // A service reaching a published port of its own network through the
+        // host's address: the answer must come back through the host too.
+        let _ = writeln!(
+            postrouting,
+            "    oifname \"{name}\" ip saddr {} ct status dnat masquerade",
+            network.subnet
+        );
         if network.internal {
             let _ = writeln!(forward, "    iifname \"{name}\" oifname != \"{name}\" drop");
             let _ = writeln!(forward, "    oifname \"{name}\" iifname != \"{name}\" drop");
