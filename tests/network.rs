@@ -74,17 +74,26 @@ impl Netns {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Only what the test made: lo and h0/h1, no table.
+    /// Only what the test made: lo and h0/h1, no table. (The kernel removes
+    /// a stopped service's veth with its namespace, in the background: wait.)
     fn assert_clean(&self) {
-        let inventory = self.inventory();
-        let links: Vec<&str> = inventory
-            .lines()
-            .filter(|l| l.contains("mtu"))
-            .map(|l| l.split_whitespace().nth(1).unwrap_or_default())
-            .collect();
-        assert_eq!(links, ["lo:", "h1@h0:", "h0@h1:"], "{inventory}");
-        assert!(!inventory.contains("table"), "{inventory}");
-        assert!(!inventory.contains("10.89."), "{inventory}");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let inventory = self.inventory();
+            let links: Vec<&str> = inventory
+                .lines()
+                .filter(|l| l.contains("mtu"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or_default())
+                .collect();
+            let clean = links == ["lo:", "h1@h0:", "h0@h1:"]
+                && !inventory.contains("table")
+                && !inventory.contains("10.89.");
+            if clean {
+                return;
+            }
+            assert!(Instant::now() < deadline, "left behind:\n{inventory}");
+            sleep(Duration::from_millis(50));
+        }
     }
 }
 

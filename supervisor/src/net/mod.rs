@@ -125,8 +125,12 @@ impl Names {
         format!("{}b{hash:06x}", self.prefix)
     }
 
-    fn veth(&self, service: &str, network: &str) -> String {
-        let hash = config::stable_hash(format!("{service}\0{network}").as_bytes()) & 0xff_ffff;
+    /// Named after the container's first process too: a restarted service
+    /// never meets the veth of its previous run, which the kernel removes
+    /// with that run's network namespace, in the background.
+    fn veth(&self, service: &str, network: &str, pid: Pid) -> String {
+        let key = format!("{service}\0{network}\0{pid}");
+        let hash = config::stable_hash(key.as_bytes()) & 0xff_ffff;
         format!("{}v{hash:06x}", self.prefix)
     }
 }
@@ -194,9 +198,9 @@ fn connect(
         if created {
             attachment.bridges.push(bridge.clone());
         }
-        let veth = names.veth(&service.name, &network.name);
+        let veth = names.veth(&service.name, &network.name, pid);
         if let Some(stale) = host.index(&veth).map_err(io_error("list links"))? {
-            // Left by a service that was not torn down (a crash).
+            // Left by a crashed supervisor, whose service had our pid.
             let _ = host.delete_link(stale);
         }
         let peer = format!("eth{i}");
@@ -263,28 +267,26 @@ fn ensure_bridge(
 }
 
 impl Attachment {
-    /// Removes the service's veths, then the bridges and table it created
-    /// if nothing else uses them. Every step is tried; the first error is returned.
+    /// After the service's processes are gone: removes the bridges and the
+    /// table this attachment created, unless other services use them. Its
+    /// veths go with the service's network namespace (deleting them here
+    /// would wait on the kernel for tens of milliseconds).
     pub fn detach(self) -> Result<(), NetError> {
+        if self.bridges.is_empty() && self.table.is_none() {
+            return Ok(());
+        }
         let mut host = Netlink::open().map_err(io_error("open a netlink socket"))?;
         let links = host.links().map_err(io_error("list links"))?;
         let mut result = Ok(());
-        for veth in &self.veths {
-            // Usually gone already, with the service's namespace.
-            if let Some(link) = links.iter().find(|l| &l.name == veth) {
-                let deleted = host.delete_link(link.index);
-                if let Err(err) = deleted.filter_gone() {
-                    result = result.and(Err(io_error(format!("delete {veth}"))(err)));
-                }
-            }
-        }
-        let links = host.links().map_err(io_error("list links"))?;
         let mut removed_all = true;
         for bridge in &self.bridges {
             let Some(link) = links.iter().find(|l| &l.name == bridge) else {
                 continue;
             };
-            if links.iter().any(|l| l.master == Some(link.index)) {
+            let in_use = links
+                .iter()
+                .any(|l| l.master == Some(link.index) && !self.veths.contains(&l.name));
+            if in_use {
                 removed_all = false;
                 continue;
             }

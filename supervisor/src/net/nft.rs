@@ -102,9 +102,9 @@ pub fn apply(rules: &str) -> io::Result<()> {
     nft(&["-f", "-"], Some(rules))
 }
 
-/// Whether the table exists.
+/// Whether the table exists (false where nf_tables is missing altogether).
 pub fn exists(table: &str) -> bool {
-    nft(&["list", "table", "inet", table], None).is_ok()
+    super::netlink::Netlink::nft_table_exists(table).unwrap_or(false)
 }
 
 /// Deletes the table if it exists.
