@@ -191,17 +191,14 @@ fn start(
         child_ends,
     } = pipes;
     drop(child_ends);
-    // The child's network namespace exists now; it waits for the release.
-    let network = match &prepared.network {
-        Some(network) => match crate::net::attach(req.config, req.service, network, pid) {
-            Ok(attached) => Some(attached),
-            Err(err) => {
-                let _ = kill(pid, Signal::SIGKILL);
-                reap(pid);
-                return Err(err.into());
-            }
-        },
-        None => None,
+    let mut network = None;
+    // The child's network namespace exists: its links are made while it sets
+    // up its root filesystem, before it is released.
+    let attach_network = || {
+        if let Some(prepared) = &prepared.network {
+            network = Some(crate::net::attach(req.config, req.service, prepared, pid)?);
+        }
+        Ok(())
     };
     let released = release(
         pid,
@@ -209,11 +206,12 @@ fn start(
         &spec_json,
         (spec_write, sync_write, maps_written),
         cgroup.as_ref(),
+        attach_network,
     );
     match released {
         // Failed on our side (joining the cgroup, mapping users): the child
         // would only report that we went away.
-        Err(err) if !closed_by_child(&err) => {
+        Err(err) if !closed_by_child(&err) && !network_lost_to_death(&err, pid) => {
             let _ = kill(pid, Signal::SIGKILL);
             reap(pid);
             detach(network);
@@ -239,6 +237,17 @@ fn start(
     }
 }
 
+/// Giving a network to a child that died during its setup fails too: its
+/// own message then says why.
+fn network_lost_to_death(err: &SpawnError, pid: Pid) -> bool {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus};
+    matches!(err, SpawnError::Network(_))
+        && matches!(
+            waitpid(pid, Some(WaitPidFlag::WNOHANG)),
+            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..))
+        )
+}
+
 /// After a failed start: the error that stopped it is the one to report.
 fn detach(network: Option<crate::net::Attachment>) {
     if let Some(network) = network {
@@ -246,14 +255,15 @@ fn detach(network: Option<crate::net::Attachment>) {
     }
 }
 
-/// Sends the spec, maps users, joins the child to its cgroup (overlapped with
-/// its setup) and releases it.
+/// Sends the spec, maps users, joins the child to its cgroup and gives it its
+/// network (both overlapped with its setup), and releases it.
 fn release(
     pid: Pid,
     born_in_cgroup: bool,
     spec_json: &[u8],
     (mut spec_write, mut sync_write, maps_written): (File, File, Option<File>),
     cgroup: &dyn cgroups::Cgroup,
+    attach_network: impl FnOnce() -> Result<(), crate::net::NetError>,
 ) -> Result<(), SpawnError> {
     if let Some(mut maps_written) = maps_written {
         map_users(pid)?;
@@ -269,6 +279,7 @@ fn release(
     if !born_in_cgroup {
         cgroup.add_process(pid.as_raw())?;
     }
+    attach_network()?;
     sync_write
         .write_all(&[RELEASE])
         .map_err(io_error("release the container"))

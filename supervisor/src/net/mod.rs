@@ -199,17 +199,20 @@ fn connect(
             attachment.bridges.push(bridge.clone());
         }
         let veth = names.veth(&service.name, &network.name, pid);
-        if let Some(stale) = host.index(&veth).map_err(io_error("list links"))? {
-            // Left by a crashed supervisor, whose service had our pid.
-            let _ = host.delete_link(stale);
-        }
         let peer = format!("eth{i}");
-        host.create_veth(&veth, index, &peer, pid)
-            .map_err(io_error(format!("create veth {veth} on {bridge}")))?;
+        let mut created = host.create_veth(&veth, index, &peer, pid);
+        if matches!(&created, Err(err) if err.kind() == io::ErrorKind::AlreadyExists) {
+            // Left by a crashed supervisor, whose service had our pid.
+            if let Some(stale) = host.index(&veth).map_err(io_error("find links"))? {
+                let _ = host.delete_link(stale);
+            }
+            created = host.create_veth(&veth, index, &peer, pid);
+        }
+        created.map_err(io_error(format!("create veth {veth} on {bridge}")))?;
         attachment.veths.push(veth);
         let inner = inside
             .index(&peer)
-            .map_err(io_error("list the service's links"))?
+            .map_err(io_error("find the service's links"))?
             .ok_or_else(|| io_error(format!("find {peer}"))(io::ErrorKind::NotFound.into()))?;
         inside
             .add_address(inner, *address, network.subnet.prefix)
@@ -238,7 +241,7 @@ fn ensure_bridge(
     name: &str,
     network: &Network,
 ) -> Result<(i32, bool), NetError> {
-    if let Some(index) = host.index(name).map_err(io_error("list links"))? {
+    if let Some(index) = host.index(name).map_err(io_error("find links"))? {
         return Ok((index, false));
     }
     let created = match host.create_bridge(name) {
@@ -249,7 +252,7 @@ fn ensure_bridge(
     };
     let index = host
         .index(name)
-        .map_err(io_error("list links"))?
+        .map_err(io_error("find links"))?
         .ok_or_else(|| io_error(format!("find bridge {name}"))(io::ErrorKind::NotFound.into()))?;
     if created {
         let gateway = network.subnet.gateway();
@@ -366,7 +369,7 @@ impl Host {
             if kept.contains(&bridge) {
                 continue;
             }
-            if let Some(index) = host.index(&bridge).map_err(io_error("list links"))? {
+            if let Some(index) = host.index(&bridge).map_err(io_error("find links"))? {
                 host.delete_link(index)
                     .filter_gone()
                     .map_err(io_error(format!("delete bridge {bridge}")))?;

@@ -153,13 +153,19 @@ impl Netlink {
         Ok(links)
     }
 
-    /// The index of link `name`, if there is one.
+    /// The index of link `name`, if there is one (asked by name: no dump).
     pub fn index(&mut self, name: &str) -> io::Result<Option<i32>> {
-        Ok(self
-            .links()?
-            .into_iter()
-            .find(|l| l.name == name)
-            .map(|l| l.index))
+        let mut msg = Message::new(ifinfomsg(AF_UNSPEC, 0, 0));
+        msg.attr(IFLA_IFNAME, &c_string(name));
+        match self.transact(RTM_GETLINK, 0, msg) {
+            Ok(answers) => Ok(answers.first().and_then(|m| {
+                m.get(HEADER_LEN + 4..HEADER_LEN + 8)
+                    .and_then(|b| b.try_into().ok())
+                    .map(i32::from_ne_bytes)
+            })),
+            Err(err) if err.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+            Err(err) => Err(err),
+        }
     }
 
     /// A bridge named `name`, up.
@@ -244,15 +250,22 @@ impl Netlink {
 
     /// Sends a request and waits for the kernel's acknowledgement.
     fn request(&mut self, kind: u16, flags: u16, msg: Message) -> io::Result<()> {
+        self.transact(kind, flags, msg).map(drop)
+    }
+
+    /// Sends a request; the answers that come before the acknowledgement.
+    fn transact(&mut self, kind: u16, flags: u16, msg: Message) -> io::Result<Vec<Vec<u8>>> {
         let seq = self.send(kind, flags | NLM_F_ACK, msg)?;
+        let mut answers = Vec::new();
         loop {
             for message in self.receive()? {
                 if header_seq(&message) != seq {
                     continue;
                 }
                 if header_kind(&message) == NLMSG_ERROR {
-                    return error_of(&message);
+                    return error_of(&message).map(|()| answers);
                 }
+                answers.push(message);
             }
         }
     }
