@@ -16,8 +16,10 @@ bash tests/deps.sh
 cargo build --workspace
 cargo test --workspace
 
-# The cgroup, freeze and lifecycle tests, as built above.
-layout_tests=(cgroups run supervisor)
+# The cgroup, freeze, lifecycle and network tests, as built above. (The network
+# tests run in network namespaces of their own; the VM's kernel loads veth,
+# bridge and nf_tables modules on demand.)
+layout_tests=(cgroups run supervisor network)
 bins=()
 for t in "${layout_tests[@]}"; do
     bin=$(cargo test -p integration-tests --test "$t" --no-run --message-format=json 2>/dev/null |
