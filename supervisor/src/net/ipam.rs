@@ -39,6 +39,12 @@ pub fn allocate(config: &Config) -> io::Result<Addresses> {
     Ok(addresses)
 }
 
+/// Whether a service of this state_dir ever had an address (then there may
+/// be links and a table to remove).
+pub fn ever_used(state_dir: &Path) -> bool {
+    state_dir.join(FILE).exists()
+}
+
 fn assign(config: &Config, kept: &Addresses) -> io::Result<Addresses> {
     let mut addresses = Addresses::new();
     for network in &config.networks {

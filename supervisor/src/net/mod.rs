@@ -357,6 +357,9 @@ impl Host {
     /// Brings bridges and table in line with `config` (after a reload):
     /// bridges of networks no longer in use, or whose subnet changed, go.
     pub fn reload(old: &Config, new: &Config) -> Result<(), NetError> {
+        if old.networks.is_empty() && new.networks.is_empty() {
+            return Ok(());
+        }
         let names = Names::new(&new.state_dir);
         let kept: Vec<String> = used_networks(new)
             .into_iter()
@@ -382,6 +385,9 @@ impl Host {
         let used = used_networks(config);
         let table = nft::table(&config.state_dir);
         if used.is_empty() {
+            if !ipam::ever_used(&config.state_dir) {
+                return Ok(());
+            }
             return nft::delete(&table).map_err(io_error("delete the nftables table"));
         }
         let names = Names::new(&config.state_dir);
@@ -409,6 +415,11 @@ impl Host {
 
     /// Removes every link with this state_dir's prefix and the table.
     pub fn stop(state_dir: &Path) -> Result<(), NetError> {
+        if !ipam::ever_used(state_dir) {
+            // No network was ever given an address here: nothing to remove
+            // (and nf_tables is not even asked, which could load its module).
+            return Ok(());
+        }
         let prefix = config::link_prefix(state_dir);
         let mut host = Netlink::open().map_err(io_error("open a netlink socket"))?;
         let ours: Vec<_> = host
