@@ -442,7 +442,7 @@ fn a_port_taken_on_the_host_is_an_error_at_start() {
 }
 
 #[test]
-fn a_service_keeps_its_address_across_restarts() {
+fn a_service_keeps_its_address_across_restarts_reloads_and_daemons() {
     let mut f = Fixture::new(&two_networks());
     f.start_daemon();
     let before = f.address("client", "front");
@@ -454,6 +454,19 @@ fn a_service_keeps_its_address_across_restarts() {
         sleep(Duration::from_millis(100));
     }
     assert_eq!(f.address("client", "front"), before);
+    // A reload that adds a service: the others keep their addresses and
+    // running ones see the newcomer in their /etc/hosts.
+    let pid = f.running("client")["pid"].clone();
+    f.write_config(&two_networks().replace(
+        "  other:",
+        "  late: {image: ROOTFS, command: sleep 100000, networks: [front]}\n  other:",
+    ));
+    f.ok(&["reload"]);
+    let late = f.address("late", "front");
+    assert_eq!(f.running("client")["pid"], pid, "client was restarted");
+    let hosts = String::from_utf8(f.exec("client", &["/bin/cat", "/etc/hosts"]).stdout).unwrap();
+    assert!(hosts.contains(&format!("{late}\tlate\n")), "{hosts}");
+    assert_eq!(f.fetch_in("late", "http://web:80/").unwrap(), PAGE);
     f.shutdown();
     f.start_daemon();
     assert_eq!(f.address("client", "front"), before);

@@ -144,3 +144,38 @@ fn nft(args: &[&str], input: Option<&str>) -> io::Result<()> {
     let first = stderr.lines().next().unwrap_or("failed").trim();
     Err(io::Error::other(first.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_publishes_ports_masquerades_and_isolates() {
+        let config = config::parse_str(
+            "networks:\n  front: {subnet: 10.200.1.0/24}\n  sealed: {subnet: 10.200.2.0/24, internal: true}\n\
+             services:\n  web: {command: x, networks: [sealed, front], ports: [\"8080:80\", \"127.0.0.1:5353:53/udp\"]}\n",
+            Path::new("/tmp/services.yaml"),
+        )
+        .unwrap();
+        let used: Vec<&Network> = config.networks.iter().collect();
+        let mut addresses = Addresses::new();
+        for (network, ip) in [("front", [10, 200, 1, 2]), ("sealed", [10, 200, 2, 2])] {
+            addresses
+                .entry(network.to_string())
+                .or_default()
+                .insert("web".to_string(), ip.into());
+        }
+        let rules = ruleset("t", &config, &used, &addresses, |n| {
+            format!("br-{}", n.name)
+        });
+        // Ports lead to the first network with a way out.
+        assert!(rules.contains("fib daddr type local tcp dport 8080 dnat ip to 10.200.1.2:80"));
+        assert!(rules.contains("ip daddr 127.0.0.1 udp dport 5353 dnat ip to 10.200.1.2:53"));
+        assert!(rules.contains("ip saddr 10.200.1.0/24 oifname != \"br-front\" masquerade"));
+        assert!(!rules.contains("ip saddr 10.200.2.0/24 oifname != \"br-sealed\" masquerade"));
+        assert!(rules.contains("iifname \"br-sealed\" oifname != \"br-sealed\" drop"));
+        assert!(rules.contains("iifname \"br-front\" oifname { \"br-sealed\" } drop"));
+        // The whole table is replaced at once.
+        assert!(rules.starts_with("table inet t\ndelete table inet t\n"));
+    }
+}
