@@ -158,8 +158,16 @@ pub fn attach(
     pid: Pid,
 ) -> Result<Attachment, NetError> {
     let mut attachment = Attachment::default();
+    let started = std::time::Instant::now();
     match connect(config, service, prepared, pid, &mut attachment) {
-        Ok(()) => Ok(attachment),
+        Ok(()) => {
+            log::debug!(
+                "{}: network attached in {:?}",
+                service.name,
+                started.elapsed()
+            );
+            Ok(attachment)
+        }
         Err(err) => {
             // Best effort: the error that stopped the start is the one to report.
             let _ = attachment.detach();
