@@ -306,6 +306,18 @@ impl Drop for Fixture {
     }
 }
 
+/// Retries `fetch` until it succeeds (a server may not listen yet); its text.
+fn eventually(fetch: impl Fn() -> Result<String, String>) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match fetch() {
+            Ok(text) => return text,
+            Err(err) => assert!(Instant::now() < deadline, "never answered: {err}"),
+        }
+        sleep(Duration::from_millis(100));
+    }
+}
+
 fn outcome(out: Output) -> Result<String, String> {
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -337,7 +349,7 @@ fn two_networks() -> String {
          services:\n\
          \x20 web: {{image: ROOTFS, command: {HTTPD}, networks: [front], ports: [\"8080:80\", \"127.0.0.1:8443:80\"]}}\n\
          \x20 client: {{image: ROOTFS, command: sleep 100000, networks: [front]}}\n\
-         \x20 other: {{image: ROOTFS, command: sleep 100000, networks: [back]}}\n\
+         \x20 other: {{image: ROOTFS, command: sleep 100000, networks: [back], namespaces: [pid, mount, uts, ipc, net, user]}}\n\
          \x20 inside: {{image: ROOTFS, command: sleep 100000, networks: [sealed]}}\n"
     )
 }
@@ -350,7 +362,7 @@ fn services_on_one_network_reach_each_other_by_name_and_no_other() {
     assert!(web.starts_with("10.89."), "{web}");
     assert_eq!(f.address("other", "back"), "10.90.7.2");
 
-    assert_eq!(f.fetch_in("client", "http://web:80/").unwrap(), PAGE);
+    assert_eq!(eventually(|| f.fetch_in("client", "http://web:80/")), PAGE);
     let hosts = String::from_utf8(f.exec("client", &["/bin/cat", "/etc/hosts"]).stdout).unwrap();
     assert!(hosts.contains(&format!("{web}\tweb\n")), "{hosts}");
     assert!(hosts.contains("\tclient\n"), "{hosts}");
@@ -374,17 +386,23 @@ fn published_ports_answer_on_localhost_and_the_hosts_address() {
     let mut f = Fixture::new(&two_networks());
     f.start_daemon();
     f.running("web");
-    assert_eq!(f.fetch_from_host("http://127.0.0.1:8080/").unwrap(), PAGE);
+    assert_eq!(
+        eventually(|| f.fetch_from_host("http://127.0.0.1:8080/")),
+        PAGE
+    );
     let own = format!("http://{HOST_ADDRESS}:8080/");
-    assert_eq!(f.fetch_from_host(&own).unwrap(), PAGE);
-    assert_eq!(f.fetch_from_host("http://127.0.0.1:8443/").unwrap(), PAGE);
+    assert_eq!(eventually(|| f.fetch_from_host(&own)), PAGE);
+    assert_eq!(
+        eventually(|| f.fetch_from_host("http://127.0.0.1:8443/")),
+        PAGE
+    );
     // Bound to 127.0.0.1 only.
     f.fetch_from_host(&format!("http://{HOST_ADDRESS}:8443/"))
         .unwrap_err();
     // From a service of another network, through the host's address; and
     // from web's own network (back through the host).
-    assert_eq!(f.fetch_in("other", &own).unwrap(), PAGE);
-    assert_eq!(f.fetch_in("client", &own).unwrap(), PAGE);
+    assert_eq!(eventually(|| f.fetch_in("other", &own)), PAGE);
+    assert_eq!(eventually(|| f.fetch_in("client", &own)), PAGE);
     f.shutdown();
 }
 
@@ -397,6 +415,10 @@ fn an_internal_network_has_no_way_out() {
     assert!(!routes.contains("default"), "{routes}");
     let routes = f.exec("client", &["/sbin/ip", "route"]);
     assert!(String::from_utf8_lossy(&routes.stdout).contains("default via 10.89."));
+    // Web answers others (through the host's address too)...
+    let own = format!("http://{HOST_ADDRESS}:8080/");
+    assert_eq!(eventually(|| f.fetch_in("other", &own)), PAGE);
+    // ...but not a service of the internal network.
     f.fetch_in("inside", &format!("http://{HOST_ADDRESS}:8080/"))
         .unwrap_err();
     f.fetch_in(
@@ -466,11 +488,11 @@ fn a_service_keeps_its_address_across_restarts_reloads_and_daemons() {
     assert_eq!(f.running("client")["pid"], pid, "client was restarted");
     let hosts = String::from_utf8(f.exec("client", &["/bin/cat", "/etc/hosts"]).stdout).unwrap();
     assert!(hosts.contains(&format!("{late}\tlate\n")), "{hosts}");
-    assert_eq!(f.fetch_in("late", "http://web:80/").unwrap(), PAGE);
+    assert_eq!(eventually(|| f.fetch_in("late", "http://web:80/")), PAGE);
     f.shutdown();
     f.start_daemon();
     assert_eq!(f.address("client", "front"), before);
-    assert_eq!(f.fetch_in("client", "http://web:80/").unwrap(), PAGE);
+    assert_eq!(eventually(|| f.fetch_in("client", "http://web:80/")), PAGE);
     f.shutdown();
 }
 
@@ -509,7 +531,7 @@ fn a_new_daemon_cleans_up_after_a_crashed_one() {
         .count();
     // Three bridges again and one veth per service, nothing more.
     assert_eq!(bridges, 3 + 4, "{inventory}");
-    assert_eq!(f.fetch_in("client", "http://web:80/").unwrap(), PAGE);
+    assert_eq!(eventually(|| f.fetch_in("client", "http://web:80/")), PAGE);
     f.shutdown();
 }
 
