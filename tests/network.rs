@@ -587,3 +587,33 @@ fn run_joins_the_networks_of_the_service() {
     assert_eq!(format!("{}/24", f.address("client", "front")), alone);
     f.shutdown();
 }
+
+#[test]
+fn a_second_daemon_on_the_same_subnet_is_refused() {
+    let mut f = Fixture::new(&two_networks());
+    f.start_daemon();
+    f.running("web");
+    let second = f.dir.path().join("second.yaml");
+    let text = fs::read_to_string(&f.config)
+        .unwrap()
+        .replace(
+            &format!("state_dir: {}", f.state.display()),
+            &format!("state_dir: {}", f.dir.path().join("state2").display()),
+        )
+        .replace(&f.cgroup_parent, &format!("{}-2", f.cgroup_parent));
+    fs::write(&second, text).unwrap();
+    let out = f
+        .netns
+        .command(bin("supervisor"))
+        .args(["daemon", "-c"])
+        .arg(&second)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("overlaps the route to"), "{stderr}");
+    // The first one is unharmed.
+    assert_eq!(eventually(|| f.fetch_in("client", "http://web:80/")), PAGE);
+    f.shutdown();
+}

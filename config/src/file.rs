@@ -81,7 +81,7 @@ pub fn read(report: &mut Report, root: Option<&Node>, path: PathBuf) -> Config {
     }
     config.control_group = fields.read(report, "control_group", scalar(group, "a group name"));
     if let Some(node) = fields.node("networks") {
-        config.networks = network::networks(report, node, &config.state_dir);
+        config.networks = network::networks(report, node);
     }
     let Some(entry) = fields.get("services") else {
         report.error(root.mark, "missing key `services`");

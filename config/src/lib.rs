@@ -21,7 +21,7 @@ mod units;
 use std::path::{Path, PathBuf};
 
 pub use diagnostic::{Diagnostic, Errors};
-pub use network::{link_prefix, stable_hash, DEFAULT_RANGE};
+pub use network::{link_prefix, routes, stable_hash, DEFAULT_RANGE};
 pub use types::*;
 pub use units::MAX_DURATION;
 

@@ -69,9 +69,23 @@ struct Declared {
     internal: bool,
 }
 
-/// Reads `networks:`; `state_dir` names the links that are ours (their routes
-/// are no conflict).
-pub fn networks(report: &mut Report, node: &Node, state_dir: &Path) -> Vec<Network> {
+/// Whether `link` is named like a supervisor's bridge (`svHHHHHHbNNNNNN`):
+/// its route is a network of a service list, checked by that list's daemon
+/// when it creates the bridge, and no conflict for `check` (the daemon's
+/// state_dir may differ from the file's, with `--state-dir`).
+pub fn is_bridge_name(link: &str) -> bool {
+    let bytes = link.as_bytes();
+    bytes.len() == 15
+        && link.starts_with("sv")
+        && bytes[8] == b'b'
+        && bytes[2..8]
+            .iter()
+            .chain(&bytes[9..])
+            .all(|b| b.is_ascii_hexdigit())
+}
+
+/// Reads `networks:`.
+pub fn networks(report: &mut Report, node: &Node) -> Vec<Network> {
     let entries = match &node.value {
         Value::Map(entries) => entries.as_slice(),
         Value::Null => &[],
@@ -118,7 +132,7 @@ pub fn networks(report: &mut Report, node: &Node, state_dir: &Path) -> Vec<Netwo
         }
         declared.push(network);
     }
-    let host = host_routes(&link_prefix(state_dir));
+    let host = host_routes();
     let mut taken: Vec<(Subnet, &str)> = Vec::new();
     for network in &declared {
         let Some((subnet, mark)) = network.subnet else {
@@ -207,10 +221,16 @@ pub fn subnet(text: &str) -> Result<Subnet, String> {
     Ok(network)
 }
 
-/// The host's routes (main table, not the default route) and their links,
-/// from `/proc/net/route` of this network namespace; links whose name starts
-/// with `ours` are the supervisor's own bridges.
-fn host_routes(ours: &str) -> Vec<(Subnet, String)> {
+/// The host's routes but those of supervisors' bridges.
+fn host_routes() -> Vec<(Subnet, String)> {
+    let mut routes = routes();
+    routes.retain(|(_, link)| !is_bridge_name(link));
+    routes
+}
+
+/// The routes of this network namespace (main table, not the default route)
+/// and their links, from `/proc/net/route`.
+pub fn routes() -> Vec<(Subnet, String)> {
     let text = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
     text.lines()
         .skip(1)
@@ -224,7 +244,7 @@ fn host_routes(ours: &str) -> Vec<(Subnet, String)> {
                 address: Ipv4Addr::from(destination),
                 prefix: mask.count_ones() as u8,
             };
-            (subnet.prefix > 0 && !link.starts_with(ours)).then(|| (subnet, link.to_string()))
+            (subnet.prefix > 0).then(|| (subnet, link.to_string()))
         })
         .collect()
 }

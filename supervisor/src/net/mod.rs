@@ -252,6 +252,17 @@ fn ensure_bridge(
     if let Some(index) = host.index(name).map_err(io_error("find links"))? {
         return Ok((index, false));
     }
+    // Another daemon's bridge, or a route the host got since `check`.
+    let routes = config::routes();
+    if let Some((route, link)) = routes
+        .iter()
+        .find(|(r, link)| link != name && r.overlaps(&network.subnet))
+    {
+        return Err(NetError::Io {
+            what: format!("network {}: subnet {}", network.name, network.subnet),
+            source: io::Error::other(format!("overlaps the route to {route} on {link}")),
+        });
+    }
     let created = match host.create_bridge(name) {
         Ok(()) => true,
         // Someone else (a `run`, the daemon) made it just now.
