@@ -489,6 +489,29 @@ fn a_service_keeps_its_address_across_restarts_reloads_and_daemons() {
     let hosts = String::from_utf8(f.exec("client", &["/bin/cat", "/etc/hosts"]).stdout).unwrap();
     assert!(hosts.contains(&format!("{late}\tlate\n")), "{hosts}");
     assert_eq!(eventually(|| f.fetch_in("late", "http://web:80/")), PAGE);
+    // A network's subnet changes: its services restart with new addresses,
+    // the others stay as they are.
+    let other = f.running("other")["pid"].clone();
+    f.write_config(
+        &two_networks()
+            .replace("10.90.7.0/24", "10.90.8.0/24")
+            .replace(
+                "  other:",
+                "  late: {image: ROOTFS, command: sleep 100000, networks: [front]}\n  other:",
+            ),
+    );
+    f.ok(&["reload"]);
+    let deadline = Instant::now() + WAIT;
+    while f.running("other")["pid"] == other {
+        assert!(Instant::now() < deadline, "other was not restarted");
+        sleep(Duration::from_millis(100));
+    }
+    assert_eq!(f.address("other", "back"), "10.90.8.2");
+    assert_eq!(f.running("client")["pid"], pid, "client was restarted");
+    assert_eq!(
+        eventually(|| f.fetch_in("other", &format!("http://{HOST_ADDRESS}:8080/"))),
+        PAGE
+    );
     f.shutdown();
     f.start_daemon();
     assert_eq!(f.address("client", "front"), before);

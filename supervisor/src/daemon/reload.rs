@@ -15,8 +15,7 @@ impl Services {
         // Settings every service's container depends on.
         let shared_changed = old.cgroup_parent != self.config.cgroup_parent
             || old.cgroup_driver != self.config.cgroup_driver
-            || old.images_dir != self.config.images_dir
-            || old.networks != self.config.networks;
+            || old.images_dir != self.config.images_dir;
         if let Err(err) = crate::net::Host::reload(&old, &self.config) {
             log::warn!("networks: {err}");
         }
@@ -39,7 +38,11 @@ impl Services {
                     self.list[idx].removed = true;
                     self.request_stop(idx, false);
                 }
-                Some(service) if shared_changed || service != self.list[idx].service => {
+                Some(service)
+                    if shared_changed
+                        || service != self.list[idx].service
+                        || crate::net::networks_changed(&old, &self.config, &service) =>
+                {
                     // A pending restart needs a group with the new limits (or parent).
                     self.discard_kept_cgroup(idx);
                     let svc = &mut self.list[idx];

@@ -337,6 +337,17 @@ impl FilterGone for io::Result<()> {
     }
 }
 
+/// Whether a network `service` joins is defined differently in `new` than
+/// in `old` (a reload): the service must restart on the new bridge.
+pub fn networks_changed(old: &Config, new: &Config, service: &Service) -> bool {
+    let find =
+        |config: &Config, name: &String| config.networks.iter().find(|n| &n.name == name).cloned();
+    service
+        .networks
+        .iter()
+        .any(|name| find(old, name) != find(new, name))
+}
+
 /// Networks that at least one service joins.
 fn used_networks(config: &Config) -> Vec<&Network> {
     config
