@@ -1,9 +1,10 @@
 //! Networks between services, for real: bridges, veths, addresses, names,
 //! published ports, isolation, cleanup. Every daemon (and `supervisor run`)
 //! of these tests runs inside a network namespace the test creates, with
-//! loopback and one veth (192.0.2.10, "the host's own address"), and traffic
-//! goes only to addresses inside it: the machine's own interfaces, routes and
-//! firewall are never touched. The namespace goes with its holder process.
+//! loopback and one veth (192.0.2.10, "the host's own address") whose peer
+//! (192.0.2.20) is in a second namespace, "another machine"; traffic goes
+//! only to addresses inside them: the machine's own interfaces, routes and
+//! firewall are never touched. The namespaces go with their holder processes.
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -21,44 +22,76 @@ use serde_json::Value;
 const WAIT: Duration = Duration::from_secs(90);
 /// The test namespace's own address (on its veth `h0`).
 const HOST_ADDRESS: &str = "192.0.2.10";
+/// The address of "another machine" (the peer `h1`, in a namespace of its own).
+const REMOTE_ADDRESS: &str = "192.0.2.20";
 const PAGE: &str = "hello from web";
 
-/// A network namespace kept alive by a holder process.
+/// A network namespace kept alive by a holder process (the test's "host"),
+/// and a second one linked to it ("another machine").
 struct Netns {
     holder: Child,
+    remote: Child,
+}
+
+/// Runs `script` in a new network namespace; returns once it printed `ready`.
+fn holder(script: &str) -> Child {
+    let mut holder = Command::new("unshare")
+        .args(["--net", "sh", "-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("unshare (util-linux)");
+    let mut line = String::new();
+    let stdout = holder.stdout.take().unwrap();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    assert_eq!(
+        line.trim(),
+        "ready",
+        "could not set up the test's network namespaces (needs the veth driver)"
+    );
+    holder
 }
 
 impl Netns {
     fn new() -> Netns {
         require_root();
+        let remote = holder("ip link set lo up; echo ready; exec sleep 100000");
         let script = format!(
-            "set -e; ip link set lo up; ip link add h0 type veth peer name h1; \
-             ip addr add {HOST_ADDRESS}/24 dev h0; ip link set h0 up; ip link set h1 up; \
-             echo ready; exec sleep 100000"
+            "set -e; ip link set lo up; ip link add h0 type veth peer name h1 netns {}; \
+             ip addr add {HOST_ADDRESS}/24 dev h0; ip link set h0 up; echo ready; exec sleep 100000",
+            remote.id()
         );
-        let mut holder = Command::new("unshare")
-            .args(["--net", "sh", "-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("unshare (util-linux)");
-        let mut line = String::new();
-        let stdout = holder.stdout.take().unwrap();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        assert_eq!(
-            line.trim(),
-            "ready",
-            "could not set up the test's network namespace (needs the veth driver)"
-        );
-        Netns { holder }
+        let netns = Netns {
+            holder: holder(&script),
+            remote,
+        };
+        let out = netns
+            .remote_command("sh")
+            .args([
+                "-c",
+                &format!("set -e; ip addr add {REMOTE_ADDRESS}/24 dev h1; ip link set h1 up"),
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        netns
     }
 
     /// `program` run inside the namespace.
     fn command(&self, program: impl Into<PathBuf>) -> Command {
+        Netns::enter(&self.holder, program)
+    }
+
+    /// `program` run on "another machine".
+    fn remote_command(&self, program: impl Into<PathBuf>) -> Command {
+        Netns::enter(&self.remote, program)
+    }
+
+    fn enter(holder: &Child, program: impl Into<PathBuf>) -> Command {
         let mut command = Command::new("nsenter");
         command
-            .arg(format!("--net=/proc/{}/ns/net", self.holder.id()))
+            .arg(format!("--net=/proc/{}/ns/net", holder.id()))
             .arg("--")
             .arg(program.into());
         command
@@ -85,7 +118,9 @@ impl Netns {
                 .filter(|l| l.contains("mtu"))
                 .map(|l| l.split_whitespace().nth(1).unwrap_or_default())
                 .collect();
-            let clean = links == ["lo:", "h1@h0:", "h0@h1:"]
+            let clean = links.len() == 2
+                && links[0] == "lo:"
+                && links[1].starts_with("h0@")
                 && !inventory.contains("table")
                 && !inventory.contains("10.89.");
             if clean {
@@ -99,8 +134,10 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
+        for holder in [&mut self.holder, &mut self.remote] {
+            let _ = holder.kill();
+            let _ = holder.wait();
+        }
     }
 }
 
@@ -282,6 +319,17 @@ impl Fixture {
         outcome(out)
     }
 
+    /// Fetches `url` from "another machine".
+    fn fetch_from_remote(&self, url: &str) -> Result<String, String> {
+        let out = self
+            .netns
+            .remote_command("timeout")
+            .args(["10", "busybox", "wget", "-q", "-O-", url])
+            .output()
+            .unwrap();
+        outcome(out)
+    }
+
     /// Stops the daemon with SIGTERM, waits for exit 0, checks nothing is left.
     fn shutdown(&mut self) {
         let mut child = self.daemon.take().expect("daemon running");
@@ -392,12 +440,15 @@ fn published_ports_answer_on_localhost_and_the_hosts_address() {
     );
     let own = format!("http://{HOST_ADDRESS}:8080/");
     assert_eq!(eventually(|| f.fetch_from_host(&own)), PAGE);
+    assert_eq!(eventually(|| f.fetch_from_remote(&own)), PAGE);
     assert_eq!(
         eventually(|| f.fetch_from_host("http://127.0.0.1:8443/")),
         PAGE
     );
     // Bound to 127.0.0.1 only.
     f.fetch_from_host(&format!("http://{HOST_ADDRESS}:8443/"))
+        .unwrap_err();
+    f.fetch_from_remote(&format!("http://{HOST_ADDRESS}:8443/"))
         .unwrap_err();
     // From a service of another network, through the host's address; and
     // from web's own network (back through the host).
@@ -407,9 +458,24 @@ fn published_ports_answer_on_localhost_and_the_hosts_address() {
 }
 
 #[test]
-fn an_internal_network_has_no_way_out() {
+fn outbound_traffic_is_masqueraded_and_an_internal_network_has_no_way_out() {
     let mut f = Fixture::new(&two_networks());
+    // A server on "another machine", which has no route to the services'
+    // subnets: only masqueraded traffic gets an answer.
+    let site = f.dir.path().join("remote-site");
+    fs::create_dir_all(&site).unwrap();
+    fs::write(site.join("index.html"), "remote").unwrap();
+    let mut server = f
+        .netns
+        .remote_command("busybox")
+        .args(["httpd", "-f", "-p", "8000", "-h"])
+        .arg(&site)
+        .spawn()
+        .unwrap();
     f.start_daemon();
+    let remote = format!("http://{REMOTE_ADDRESS}:8000/");
+    assert_eq!(eventually(|| f.fetch_in("client", &remote)), "remote");
+    f.fetch_in("inside", &remote).unwrap_err();
     let routes = f.exec("inside", &["/sbin/ip", "route"]);
     let routes = String::from_utf8_lossy(&routes.stdout).into_owned();
     assert!(!routes.contains("default"), "{routes}");
@@ -426,6 +492,8 @@ fn an_internal_network_has_no_way_out() {
         &format!("http://{}:80/", f.address("web", "front")),
     )
     .unwrap_err();
+    let _ = server.kill();
+    let _ = server.wait();
     f.shutdown();
 }
 
