@@ -708,3 +708,19 @@ fn a_second_daemon_on_the_same_subnet_is_refused() {
     assert_eq!(eventually(|| f.fetch_in("client", "http://web:80/")), PAGE);
     f.shutdown();
 }
+
+#[test]
+fn a_setup_failure_on_a_network_is_reported_as_such() {
+    let mut f = Fixture::new(&format!(
+        "networks: {{front: {{}}}}\nservices:\n  bad: {{image: ROOTFS, command: {HTTPD}, networks: [front], readonly_rootfs: true, autostart: false, mounts: [{{source: /tmp, target: /nowhere}}]}}\n"
+    ));
+    f.start_daemon();
+    for _ in 0..5 {
+        let out = f.cli(&["start", "bad"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("/nowhere"), "{stderr}");
+        assert!(!stderr.contains("network:"), "{stderr}");
+    }
+    f.shutdown();
+}

@@ -238,12 +238,13 @@ fn start(
 }
 
 /// Giving a network to a child that died during its setup fails too: its
-/// own message then says why.
+/// own message then says why. (Only looked at: the child is reaped later.)
 fn network_lost_to_death(err: &SpawnError, pid: Pid) -> bool {
-    use nix::sys::wait::{WaitPidFlag, WaitStatus};
+    use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
     matches!(err, SpawnError::Network(_))
         && matches!(
-            waitpid(pid, Some(WaitPidFlag::WNOHANG)),
+            waitid(Id::Pid(pid), flags),
             Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..))
         )
 }
