@@ -211,7 +211,7 @@ fn start(
     match released {
         // Failed on our side (joining the cgroup, mapping users): the child
         // would only report that we went away.
-        Err(err) if !closed_by_child(&err) && !network_lost_to_death(&err, pid) => {
+        Err(err) if !closed_by_child(&err) && !network_lost_to_death(&err, &error_read) => {
             let _ = kill(pid, Signal::SIGKILL);
             reap(pid);
             detach(network);
@@ -237,16 +237,16 @@ fn start(
     }
 }
 
-/// Giving a network to a child that died during its setup fails too: its
-/// own message then says why. (Only looked at: the child is reaped later.)
-fn network_lost_to_death(err: &SpawnError, pid: Pid) -> bool {
-    use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
-    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-    matches!(err, SpawnError::Network(_))
-        && matches!(
-            waitid(Id::Pid(pid), flags),
-            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..))
-        )
+/// Giving a network to a child that dies during its setup fails too: its
+/// own message then says why. It is dying if its error pipe has something
+/// to say (or closes) soon; a child that waits for its release says nothing.
+fn network_lost_to_death(err: &SpawnError, error_pipe: &File) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    if !matches!(err, SpawnError::Network(_)) {
+        return false;
+    }
+    let mut fds = [PollFd::new(error_pipe.as_fd(), PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::from(200u16)), Ok(n) if n > 0)
 }
 
 /// After a failed start: the error that stopped it is the one to report.
