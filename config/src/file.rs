@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use crate::dependencies;
 use crate::diagnostic::{Mark, Report};
 use crate::names;
+use crate::network;
 use crate::paths;
 use crate::read::{scalar, Fields};
 use crate::service;
@@ -20,6 +21,7 @@ pub const KEYS: &[&str] = &[
     "cgroup_driver",
     "control_group",
     "userns_pool",
+    "networks",
     "services",
 ];
 
@@ -35,6 +37,7 @@ pub fn read(report: &mut Report, root: Option<&Node>, path: PathBuf) -> Config {
         control_group: None,
         userns_pool: DEFAULT_USERNS_POOL,
         services: Vec::new(),
+        networks: Vec::new(),
     };
     let empty = "the file is empty: expected a mapping with a `services` key";
     let Some(root) = root else {
@@ -86,6 +89,9 @@ pub fn read(report: &mut Report, root: Option<&Node>, path: PathBuf) -> Config {
         None => Some(()),
     }
     .is_some();
+    if let Some(node) = fields.node("networks") {
+        config.networks = network::networks(report, node);
+    }
     let Some(entry) = fields.get("services") else {
         report.error(root.mark, "missing key `services`");
         return config;
@@ -111,6 +117,7 @@ pub fn read(report: &mut Report, root: Option<&Node>, path: PathBuf) -> Config {
         })
         .collect();
     dependencies::check(report, &services);
+    network::check(report, &config.networks, &services);
     config.services = services.into_iter().map(|read| read.service).collect();
     let pool_used = pool_node.is_some() || config.services.iter().any(|s| s.namespaces.user);
     if pool_valid && pool_used {

@@ -11,6 +11,7 @@ mod devices;
 mod diagnostic;
 mod file;
 mod names;
+mod network;
 mod paths;
 mod read;
 mod security;
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 pub use capabilities::{Capabilities, CAPABILITY_NAMES};
 pub use diagnostic::{Diagnostic, Errors};
+pub use network::{link_prefix, routes, stable_hash, DEFAULT_RANGE};
 pub use suggest::did_you_mean;
 pub use types::*;
 pub use units::MAX_DURATION;

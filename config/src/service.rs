@@ -7,6 +7,7 @@ use crate::capabilities::Capabilities;
 use crate::devices;
 use crate::diagnostic::{Mark, Report};
 use crate::names;
+use crate::network;
 use crate::paths;
 use crate::read::{boolean, items, nonempty, scalar, scalar_text, string, Fields};
 use crate::security;
@@ -40,6 +41,9 @@ pub const KEYS: &[&str] = &[
     "cap_drop",
     "privileged",
     "seccomp",
+    "networks",
+    "ports",
+    "dns",
 ];
 const MOUNT_KEYS: &[&str] = &["source", "target", "readonly"];
 const LIMIT_KEYS: &[&str] = &["memory", "memory_swap", "cpus", "pids", "io_weight"];
@@ -50,6 +54,10 @@ const NAMESPACE_NAMES: &[&str] = &["pid", "mount", "uts", "ipc", "net", "cgroup"
 pub struct Read {
     pub service: Service,
     pub dependency_marks: Vec<Mark>,
+    /// Where each of `service.networks` is written.
+    pub network_marks: Vec<Mark>,
+    /// Where each of `service.ports` is written.
+    pub port_marks: Vec<Mark>,
 }
 
 impl Read {
@@ -58,6 +66,8 @@ impl Read {
         Read {
             service: defaults(name),
             dependency_marks: Vec::new(),
+            network_marks: Vec::new(),
+            port_marks: Vec::new(),
         }
     }
 }
@@ -71,10 +81,7 @@ pub fn read(report: &mut Report, dir: &Path, name: &str, name_mark: Mark, node: 
         );
         report.error(name_mark, message);
     }
-    let mut read = Read {
-        service: defaults(name),
-        dependency_marks: Vec::new(),
-    };
+    let mut read = Read::empty(name);
     let Some(fields) = Fields::of(report, node, KEYS, &format!("service {name}")) else {
         return read;
     };
@@ -147,7 +154,17 @@ pub fn read(report: &mut Report, dir: &Path, name: &str, name_mark: Mark, node: 
         service.devices = devices::devices(report, node);
     }
     security::read(report, dir, &fields, service);
+    if let Some(node) = fields.node("networks") {
+        (service.networks, read.network_marks) = network::service_networks(report, node);
+    }
+    if let Some(node) = fields.node("ports") {
+        (service.ports, read.port_marks) = network::ports(report, node).into_iter().unzip();
+    }
+    if let Some(dns) = fields.read(report, "dns", network::dns) {
+        service.dns = dns;
+    }
     check_restart_delays(report, &fields, service);
+    check_networking(report, &fields, service);
     check_namespaces(report, &fields, service);
     read
 }
@@ -178,6 +195,9 @@ fn defaults(name: &str) -> Service {
         privileged: false,
         seccomp: Seccomp::Default,
         seccomp_filter: None,
+        networks: Vec::new(),
+        ports: Vec::new(),
+        dns: Vec::new(),
     }
 }
 
@@ -475,5 +495,34 @@ fn check_namespaces(report: &mut Report, fields: &Fields, service: &Service) {
             entry.key_mark,
             "namespaces: hostname needs the uts namespace",
         );
+    }
+}
+
+/// `networks`, `ports` and `dns` act in the service's own network namespace,
+/// and its `/etc/hosts` and `/etc/resolv.conf` are mounted in its own mount
+/// namespace; ports and name servers need a network.
+fn check_networking(report: &mut Report, fields: &Fields, service: &Service) {
+    let ns = &service.namespaces;
+    for key in ["networks", "ports", "dns"] {
+        let Some(entry) = fields.get(key) else {
+            continue;
+        };
+        let empty = matches!(&entry.value.value, Value::Seq(list) if list.is_empty());
+        if empty {
+            continue;
+        }
+        if !ns.net {
+            let message = format!(
+                "{key}: the service shares the host's network (its namespaces leave out net)"
+            );
+            report.error(entry.key_mark, message);
+        } else if !ns.mount {
+            let message =
+                format!("{key}: needs the mount namespace (for /etc/hosts and /etc/resolv.conf)");
+            report.error(entry.key_mark, message);
+        } else if key != "networks" && service.networks.is_empty() {
+            let message = format!("{key}: the service joins no network (add `networks`)");
+            report.error(entry.key_mark, message);
+        }
     }
 }

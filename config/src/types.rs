@@ -2,6 +2,7 @@
 //! everything here has passed validation (see `validate`).
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +53,8 @@ pub struct Config {
     pub userns_pool: UsernsPool,
     /// In the order the file lists them.
     pub services: Vec<Service>,
+    /// `networks:`, in the order of the file.
+    pub networks: Vec<Network>,
 }
 
 /// `userns_pool: {start, size}`: host ids `start..start + size`, a whole
@@ -127,6 +130,12 @@ pub struct Service {
     /// The seccomp filter compiled for this service's capabilities when the
     /// file was loaded; None: `unconfined` or `privileged`.
     pub seccomp_filter: Option<Arc<seccomp::Program>>,
+    /// Names of the networks it joins, the first one giving its default route.
+    pub networks: Vec<String>,
+    /// Published ports (Compose's short syntax).
+    pub ports: Vec<Port>,
+    /// Name servers for its `/etc/resolv.conf`; empty: the host's.
+    pub dns: Vec<IpAddr>,
 }
 
 /// `seccomp: default | unconfined | PATH`.
@@ -254,4 +263,83 @@ pub struct Limits {
     pub pids: Option<u64>,
     /// 1..=10000
     pub io_weight: Option<u16>,
+}
+
+/// One entry of the top-level `networks:`: a bridge the services on it share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    pub name: String,
+    pub subnet: Subnet,
+    /// No way out of the network: no masquerade, no forwarding to other interfaces.
+    pub internal: bool,
+}
+
+/// An IPv4 network, `address/prefix`, with no host bits set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Subnet {
+    pub address: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Subnet {
+    fn mask(prefix: u8) -> u32 {
+        u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
+    }
+
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & Self::mask(self.prefix) == u32::from(self.address)
+    }
+
+    pub fn overlaps(&self, other: &Subnet) -> bool {
+        let shorter = self.prefix.min(other.prefix);
+        let mask = Self::mask(shorter);
+        u32::from(self.address) & mask == u32::from(other.address) & mask
+    }
+
+    /// The `n`th address of the subnet (`n` = 1: the gateway, the bridge's own).
+    pub fn host(&self, n: u32) -> Option<Ipv4Addr> {
+        (n > 0 && n < self.size() - 1).then(|| Ipv4Addr::from(u32::from(self.address) + n))
+    }
+
+    /// How many addresses the subnet spans, network and broadcast included.
+    pub fn size(&self) -> u32 {
+        (!Self::mask(self.prefix)).saturating_add(1)
+    }
+
+    pub fn gateway(&self) -> Ipv4Addr {
+        self.host(1).unwrap_or(self.address)
+    }
+}
+
+impl std::fmt::Display for Subnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix)
+    }
+}
+
+/// One published port: `[HOST_IP:]HOST_PORT:PORT[/PROTOCOL]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Port {
+    /// None: every address of the host.
+    pub host_ip: Option<Ipv4Addr>,
+    pub host_port: u16,
+    /// The port inside the service.
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
 }

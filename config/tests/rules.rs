@@ -905,3 +905,200 @@ fn a_bad_seccomp_profile_is_an_error_naming_the_file() {
         "{missing}"
     );
 }
+
+/// A file with networks `front` (default subnet), `back` (10.201.0.0/24,
+/// internal) and service `web` whose extra keys are `keys`.
+fn networked(keys: &str) -> String {
+    format!(
+        "networks:\n  front: {{}}\n  back: {{subnet: 10.201.0.0/24, internal: true}}\nservices:\n  web:\n    command: [/bin/true]\n{keys}"
+    )
+}
+
+#[test]
+fn networks_ports_and_dns_are_read() {
+    let config = parse(&networked(
+        "    networks: [front, back]\n    ports: [\"8080:80\", \"127.0.0.1:8443:443\", \"5353:53/udp\", 9000:9000/tcp]\n    dns: [192.0.2.53, \"2001:db8::53\"]\n",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let [front, back] = &config.networks[..] else {
+        panic!("{:?}", config.networks)
+    };
+    assert_eq!(front.name, "front");
+    assert!(DEFAULT_RANGE.overlaps(&front.subnet) && front.subnet.prefix == 24);
+    assert!(!front.internal);
+    assert_eq!(back.subnet.to_string(), "10.201.0.0/24");
+    assert!(back.internal);
+    let web = &config.services[0];
+    assert_eq!(web.networks, ["front", "back"]);
+    let port = |host_ip: Option<[u8; 4]>, host_port, port, protocol| Port {
+        host_ip: host_ip.map(std::net::Ipv4Addr::from),
+        host_port,
+        port,
+        protocol,
+    };
+    assert_eq!(
+        web.ports,
+        [
+            port(None, 8080, 80, Protocol::Tcp),
+            port(Some([127, 0, 0, 1]), 8443, 443, Protocol::Tcp),
+            port(None, 5353, 53, Protocol::Udp),
+            port(None, 9000, 9000, Protocol::Tcp),
+        ]
+    );
+    assert_eq!(web.dns.len(), 2);
+    // The default subnet depends on the name only: the same in every file.
+    let again = parse("networks: {front: }\nservices: {}\n").unwrap();
+    assert_eq!(again.networks[0].subnet, front.subnet);
+    // Without networks, nothing changes.
+    assert!(service("services:\n  web: {command: x}\n")
+        .networks
+        .is_empty());
+}
+
+#[test]
+fn bad_networks_are_reported_where_they_are_written() {
+    let cases = [
+        (
+            "    networks: [frnot]\n",
+            "7:16: networks: unknown network `frnot`, did you mean front?",
+        ),
+        (
+            "    networks: [front]\n    ports: [\"80\"]\n",
+            "8:13: ports: `80`: give the host's port too, as HOST_PORT:PORT (e.g. \"8080:80\")",
+        ),
+        (
+            "    networks: [front]\n    ports: [\"8080:80/sctp\"]\n",
+            "8:13: ports: `8080:80/sctp`: unknown protocol `sctp` (tcp or udp)",
+        ),
+        (
+            "    networks: [front]\n    ports: [\"70000:80\"]\n",
+            "8:13: ports: `70000:80`: port 70000 is out of range (1 to 65535)",
+        ),
+        (
+            "    networks: [front]\n    ports: [\"0:80\"]\n",
+            "8:13: ports: `0:80`: port 0 is out of range (1 to 65535)",
+        ),
+        (
+            "    networks: [front]\n    ports: [\"http:80\"]\n",
+            "8:13: ports: `http:80`: `http` is not a port number",
+        ),
+        (
+            "    networks: [front]\n    ports: [\"1.2.3:80:80\"]\n",
+            "8:13: ports: `1.2.3:80:80`: `1.2.3` is not an IPv4 address",
+        ),
+        (
+            "    networks: [front]\n    ports: [\"8000-8010:80\"]\n",
+            "8:13: ports: `8000-8010:80`: port ranges are not supported",
+        ),
+        (
+            "    networks: [front]\n    ports: 8080:80\n",
+            "8:12: ports: expected a list such as [\"8080:80\"], found `8080:80`",
+        ),
+        (
+            "    networks: [back]\n    ports: [\"8080:80\"]\n",
+            "8:13: ports: the service is only on internal networks, which have no way in or out",
+        ),
+        (
+            "    ports: [\"8080:80\"]\n",
+            "7:5: ports: the service joins no network (add `networks`)",
+        ),
+        (
+            "    dns: [192.0.2.1]\n",
+            "7:5: dns: the service joins no network (add `networks`)",
+        ),
+        (
+            "    networks: [front]\n    dns: [one.one]\n",
+            "8:10: dns: `one.one` is not an IP address",
+        ),
+        (
+            "    namespaces: [pid, mount]\n    networks: [front]\n",
+            "8:5: networks: the service shares the host's network (its namespaces leave out net)",
+        ),
+        (
+            "    namespaces: [pid, net]\n    networks: [front]\n",
+            "8:5: networks: needs the mount namespace (for /etc/hosts and /etc/resolv.conf)",
+        ),
+    ];
+    for (keys, expected) in cases {
+        assert_eq!(problem(&networked(keys)), expected, "with {keys:?}");
+    }
+    // A port published twice on the host.
+    let twice = "networks: {front: {}}\nservices:\n  a: {command: x, networks: [front], ports: [\"80:80\"]}\n  b: {command: x, networks: [front], ports: [\"127.0.0.1:80:8080\"]}\n";
+    assert_eq!(
+        problem(twice),
+        "4:46: ports: host port 80/tcp is already published by service a"
+    );
+    // `networks: []` is no network: allowed anywhere.
+    parse("services:\n  a: {command: x, namespaces: [pid], networks: []}\n").unwrap();
+}
+
+#[test]
+fn bad_subnets_are_reported_where_they_are_written() {
+    let top = |subnets: &str| problem(&format!("networks:\n{subnets}services: {{}}\n"));
+    assert_eq!(
+        top("  a: {subnet: 10.1.0.0}\n"),
+        "2:15: subnet: `10.1.0.0` is not a subnet such as 10.89.1.0/24"
+    );
+    assert_eq!(
+        top("  a: {subnet: 10.1.0.300/24}\n"),
+        "2:15: subnet: `10.1.0.300/24` is not a subnet such as 10.89.1.0/24"
+    );
+    assert_eq!(
+        top("  a: {subnet: 10.1.0.0/31}\n"),
+        "2:15: subnet: `10.1.0.0/31`: the prefix length must be 1 to 30 (room for the gateway and a service)"
+    );
+    assert_eq!(
+        top("  a: {subnet: 10.1.0.5/24}\n"),
+        "2:15: subnet: `10.1.0.5/24` has host bits set: did you mean 10.1.0.0/24?"
+    );
+    assert_eq!(
+        top("  a: {subnet: 10.1.0.0/16}\n  b: {subnet: 10.1.7.0/24}\n"),
+        "3:15: subnet: 10.1.7.0/24 overlaps network a (10.1.0.0/16)"
+    );
+    assert_eq!(
+        top("  a: {subnet: 127.1.0.0/16}\n"),
+        "2:15: subnet: 127.1.0.0/16 overlaps the reserved range 127.0.0.0/8"
+    );
+    assert_eq!(
+        top("  a: {subnt: 10.1.0.0/24}\n"),
+        "2:7: unknown key `subnt`, did you mean subnet?"
+    );
+    assert_eq!(
+        top("  a: {internal: maybe}\n"),
+        "2:17: internal: expected true or false, found `maybe`"
+    );
+    assert_eq!(
+        top("  Front: {}\n"),
+        "2:3: invalid network name `Front`: use 1 to 63 of a-z, 0-9, _ and -, starting with a letter or digit"
+    );
+    assert_eq!(
+        problem("networks: [a]\nservices: {}\n"),
+        "1:11: networks: expected a mapping of network names to {subnet, internal}, found a list"
+    );
+}
+
+#[test]
+fn a_subnet_over_the_hosts_own_routes_is_refused() {
+    // A route of this host (its network namespace), the default route aside.
+    let routes = std::fs::read_to_string("/proc/net/route").unwrap();
+    let route = routes
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let destination = u32::from_str_radix(fields[1], 16).ok()?.swap_bytes();
+            let mask = u32::from_str_radix(fields[7], 16).ok()?.swap_bytes();
+            (mask != 0).then(|| (fields[0].to_string(), destination, mask.count_ones()))
+        })
+        .next()
+        .expect("this test needs a host with a route besides the default one");
+    let (link, destination, prefix) = route;
+    let subnet = format!("{}/{prefix}", std::net::Ipv4Addr::from(destination));
+    let yaml = format!("networks:\n  lan: {{subnet: {subnet}}}\nservices: {{}}\n");
+    assert_eq!(
+        problem(&yaml),
+        format!("2:17: subnet: {subnet} overlaps the host's route to {subnet} (on {link})")
+    );
+    // A default subnet steers clear of it.
+    parse("networks: {a: {}, b: {}, c: {}}\nservices: {}\n").unwrap();
+}

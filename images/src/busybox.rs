@@ -37,7 +37,9 @@ pub fn find() -> Result<PathBuf, Error> {
 
 /// Builds a busybox root filesystem in `dir` (created if missing):
 /// `bin/busybox` and its applets, `etc/passwd` and `etc/group` (root, nobody),
-/// empty `proc dev sys tmp root` and `www/index.html`.
+/// empty `etc/hosts` and `etc/resolv.conf` (where a service on a network gets
+/// its own, even with a read-only root filesystem), empty `proc dev sys tmp
+/// root` and `www/index.html`.
 pub fn build(dir: &Path) -> Result<(), Error> {
     let busybox = find()?;
     let mkdir = |rel: &str, mode: u32| -> Result<(), Error> {
@@ -84,6 +86,8 @@ pub fn build(dir: &Path) -> Result<(), Error> {
         ("etc/passwd", PASSWD, 0o644),
         ("etc/group", GROUP, 0o644),
         ("www/index.html", INDEX_HTML, 0o644),
+        ("etc/hosts", "", 0o644),
+        ("etc/resolv.conf", "", 0o644),
     ] {
         let path = dir.join(rel);
         fs::write(&path, text).map_err(|e| Error::io(&path, e))?;

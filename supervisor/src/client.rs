@@ -175,8 +175,13 @@ fn status_table(services: &[ServiceStatus]) -> String {
     ]
     .map(String::from)
     .to_vec()];
+    // Only services on networks have addresses: the column shows when one has.
+    let networked = services.iter().any(|s| !s.addresses.is_empty());
+    if networked {
+        rows[0].insert(10, "ADDRESSES".to_string());
+    }
     for s in services {
-        rows.push(vec![
+        let mut row = vec![
             s.name.clone(),
             s.state.as_str().to_string(),
             s.pid.map_or_else(dash, |p| p.to_string()),
@@ -189,7 +194,19 @@ fn status_table(services: &[ServiceStatus]) -> String {
             opt(s.pids_current),
             s.cgroup.clone(),
             s.error.clone().unwrap_or_default(),
-        ]);
+        ];
+        if networked {
+            let addresses: Vec<String> = s
+                .addresses
+                .iter()
+                .map(|(network, ip)| format!("{network}={ip}"))
+                .collect();
+            row.insert(10, addresses.join(",").to_string());
+            if row[10].is_empty() {
+                row[10] = dash();
+            }
+        }
+        rows.push(row);
     }
     let columns = rows[0].len();
     let widths: Vec<usize> = (0..columns)
@@ -234,6 +251,7 @@ mod tests {
             pids_current: Some(2),
             oom_kills: Some(0),
             error: None,
+            addresses: Default::default(),
         };
         let table = status_table(&[row("web", Some(12345)), row("database", None)]);
         let lines: Vec<&str> = table.lines().collect();

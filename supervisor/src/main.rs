@@ -9,6 +9,7 @@ mod docs;
 mod human;
 mod image_cmd;
 mod logs;
+mod net;
 mod protocol;
 
 use std::process::ExitCode;

@@ -73,6 +73,9 @@ pub struct ServiceStatus {
     pub oom_kills: Option<u64>,
     /// The last start failure, if the last start failed.
     pub error: Option<String>,
+    /// network -> the running service's IPv4 address on it.
+    #[serde(default)]
+    pub addresses: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

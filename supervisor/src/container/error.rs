@@ -25,6 +25,8 @@ pub enum SpawnError {
     },
     #[error("cgroup: {0}")]
     Cgroup(#[from] cgroups::Error),
+    #[error("network: {0}")]
+    Network(#[from] crate::net::NetError),
     #[error("the init binary is missing: {0} (it is installed next to the supervisor)")]
     InitMissing(PathBuf),
     /// A `devices:` entry that cannot be used: "/dev/ttyUSB0: No such file or directory".

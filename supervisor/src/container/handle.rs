@@ -24,6 +24,8 @@ pub struct Container {
     pub(super) layer_to_remove: Option<PathBuf>,
     /// Keeps the image from being removed while the service runs.
     pub(super) _lease: Option<images::ImageLease>,
+    /// Its veths (and what it created for them), removed at teardown.
+    pub(super) network: Option<crate::net::Attachment>,
     /// Keeps a second container of this service off its writable layer;
     /// released once `teardown` has removed the layer.
     pub(super) _lock: ServiceLock,
@@ -42,6 +44,14 @@ impl std::fmt::Debug for Container {
 impl Container {
     pub fn pid(&self) -> Pid {
         self.pid
+    }
+
+    /// network -> the service's address on it.
+    pub fn addresses(&self) -> std::collections::BTreeMap<String, std::net::Ipv4Addr> {
+        self.network
+            .as_ref()
+            .map(|n| n.addresses.clone())
+            .unwrap_or_default()
     }
 
     /// The service's cgroup path relative to the hierarchy roots (`supervisor/web`).
@@ -85,15 +95,19 @@ impl Container {
 
     /// Everything of `teardown` but removing the cgroup, which is returned empty
     /// unless the error says otherwise.
-    fn release(self) -> (Box<dyn cgroups::Cgroup>, Result<(), SpawnError>) {
+    fn release(mut self) -> (Box<dyn cgroups::Cgroup>, Result<(), SpawnError>) {
         // Usually the group emptied with its PID 1; killing is then not needed.
         let empty = self.cgroup.procs().is_ok_and(|procs| procs.is_empty());
         let killed = if empty { Ok(()) } else { self.kill_all() };
+        let detached = match self.network.take() {
+            Some(network) => network.detach().map_err(SpawnError::from),
+            None => Ok(()),
+        };
         let removed = match &self.layer_to_remove {
             Some(layer) => remove_layer(layer),
             None => Ok(()),
         };
-        (self.cgroup, killed.and(removed))
+        (self.cgroup, killed.and(detached).and(removed))
     }
 }
 

@@ -27,6 +27,8 @@ pub(super) struct Prepared {
     pub device_policy: cgroups::DevicePolicy,
     /// The first host id of the service's user namespace range.
     pub id_range: Option<u32>,
+    /// Addresses and files of a service on networks.
+    pub network: Option<crate::net::Prepared>,
 }
 
 pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
@@ -86,6 +88,8 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
             service.name
         );
     }
+    let network = crate::net::prepare(config, service)?;
+    let network_files = network.iter().flat_map(|n| &n.files);
     let rootfs = service.namespaces.mount.then(|| images::RootfsSpec {
         rootfs: image_dir.clone(),
         writable_layer: layer.clone(),
@@ -99,6 +103,11 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
                 target: m.target.clone(),
                 readonly: m.readonly,
             })
+            .chain(network_files.map(|(source, target)| images::BindMount {
+                source: source.clone(),
+                target: target.clone(),
+                readonly: true,
+            }))
             .collect(),
         devices: devices.nodes,
         host_devices: devices.all_host_devices,
@@ -135,6 +144,7 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
         lease,
         device_policy: devices.policy,
         id_range,
+        network,
     })
 }
 

@@ -19,8 +19,8 @@ use nix::unistd::{pipe2, Pid};
 use super::error::{io_error, sys_error, SpawnError};
 use super::handle::Container;
 use super::lock::ServiceLock;
-use super::resolve::{clone_flags, driver, prepare, resources};
-use super::spec::{SetupSpec, ERROR_FD, HANDOVER_FD, RELEASE, SPEC_FD, SYNC_FD};
+use super::resolve::{clone_flags, driver, prepare, resources, Prepared};
+use super::spec::{ERROR_FD, HANDOVER_FD, RELEASE, SPEC_FD, SYNC_FD};
 use super::sys::{self, ChildExec};
 use super::userns;
 
@@ -55,7 +55,7 @@ pub fn spawn(mut req: SpawnRequest) -> Result<Container, SpawnError> {
     // Before the writable layer is touched: it may belong to a running container.
     let claimed = ServiceLock::take(&req.config.state_dir, &req.service.name)
         .and_then(|lock| Ok((lock, prepare(&req)?)));
-    let (lock, prepared) = match claimed {
+    let (lock, mut prepared) = match claimed {
         Ok(claimed) => claimed,
         Err(err) => {
             if let Some(cgroup) = kept {
@@ -82,18 +82,17 @@ pub fn spawn(mut req: SpawnRequest) -> Result<Container, SpawnError> {
         cgroup,
         name: req.service.name.clone(),
         layer_to_remove: prepared.layer.clone().filter(|_| !req.service.persist),
-        _lease: prepared.lease,
+        _lease: prepared.lease.take(),
+        network: None,
         _lock: lock,
     };
-    let resources = create.then(|| resources(&req.service.limits, prepared.device_policy));
-    match start(
-        &req,
-        &prepared.spec,
-        prepared.id_range,
-        &container,
-        resources,
-    ) {
-        Ok(pid) => Ok(Container { pid, ..container }),
+    let resources = create.then(|| resources(&req.service.limits, prepared.device_policy.clone()));
+    match start(&req, &prepared, &container, resources) {
+        Ok((pid, network)) => Ok(Container {
+            pid,
+            network,
+            ..container
+        }),
         Err(err) => {
             // Best effort: the error that stopped the start is the one to report.
             let _ = container.teardown();
@@ -172,12 +171,11 @@ fn pipes(stdio: &Stdio, user_namespace: bool) -> Result<(Pipes, Vec<(i32, i32)>)
 /// error the child (if any) has been killed and reaped; the caller tears down the rest.
 fn start(
     req: &SpawnRequest,
-    spec: &SetupSpec,
-    id_range: Option<u32>,
+    prepared: &Prepared,
     container: &Container,
     resources: Option<cgroups::Resources>,
-) -> Result<Pid, SpawnError> {
-    let cgroup = &container.cgroup;
+) -> Result<(Pid, Option<crate::net::Attachment>), SpawnError> {
+    let (spec, cgroup) = (&prepared.spec, &container.cgroup);
     if let Some(resources) = resources {
         cgroup.create(&resources)?;
     }
@@ -215,7 +213,7 @@ fn start(
         child_ends,
     } = pipes;
     drop(child_ends);
-    let userns = match (userns, id_range) {
+    let userns = match (userns, prepared.id_range) {
         (Some((maps_written, socket)), Some(first)) => Some(UserNamespace {
             first,
             rootfs: spec.rootfs.as_ref(),
@@ -224,19 +222,30 @@ fn start(
         }),
         _ => None,
     };
+    let mut network = None;
+    // The child's network namespace exists: its links are made while it sets
+    // up its root filesystem, before it is released.
+    let attach_network = || {
+        if let Some(prepared) = &prepared.network {
+            network = Some(crate::net::attach(req.config, req.service, prepared, pid)?);
+        }
+        Ok(())
+    };
     let released = release(
         pid,
         clone_into.is_some(),
         &spec_json,
         (spec_write, sync_write, userns),
         cgroup.as_ref(),
+        attach_network,
     );
     match released {
         // Failed on our side (joining the cgroup, mapping users): the child
         // would only report that we went away.
-        Err(err) if !closed_by_child(&err) => {
+        Err(err) if !closed_by_child(&err) && !network_lost_to_death(&err, &error_read) => {
             let _ = kill(pid, Signal::SIGKILL);
             reap(pid);
+            detach(network);
             return Err(err);
         }
         _ => {}
@@ -244,14 +253,16 @@ fn start(
     // The child's message, if any, explains a failure better than ours (a
     // closed pipe on our side is its death).
     match (read_error(&mut error_read, pid), released) {
-        (Ok(None), Ok(())) => Ok(pid),
+        (Ok(None), Ok(())) => Ok((pid, network)),
         (Ok(Some(message)), _) => {
             reap(pid);
+            detach(network);
             Err(SpawnError::Setup(message))
         }
         (Err(err), _) | (Ok(None), Err(err)) => {
             let _ = kill(pid, Signal::SIGKILL);
             reap(pid);
+            detach(network);
             Err(err)
         }
     }
@@ -268,15 +279,35 @@ struct UserNamespace<'a> {
     socket: OwnedFd,
 }
 
+/// Giving a network to a child that dies during its setup fails too: its
+/// own message then says why. It is dying if its error pipe has something
+/// to say (or closes) soon; a child that waits for its release says nothing.
+fn network_lost_to_death(err: &SpawnError, error_pipe: &File) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    if !matches!(err, SpawnError::Network(_)) {
+        return false;
+    }
+    let mut fds = [PollFd::new(error_pipe.as_fd(), PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::from(200u16)), Ok(n) if n > 0)
+}
+
+/// After a failed start: the error that stopped it is the one to report.
+fn detach(network: Option<crate::net::Attachment>) {
+    if let Some(network) = network {
+        let _ = network.detach();
+    }
+}
+
 /// Maps ids and hands the mounts over (with a user namespace), sends the
-/// spec, joins the child to its cgroup (overlapped with its setup) and
-/// releases it.
+/// spec, joins the child to its cgroup and gives it its network (both
+/// overlapped with its setup), and releases it.
 fn release(
     pid: Pid,
     born_in_cgroup: bool,
     spec_json: &[u8],
     (mut spec_write, mut sync_write, userns): (File, File, Option<UserNamespace>),
     cgroup: &dyn cgroups::Cgroup,
+    attach_network: impl FnOnce() -> Result<(), crate::net::NetError>,
 ) -> Result<(), SpawnError> {
     if let Some(mut userns) = userns {
         userns::write_maps(pid, userns.first)?;
@@ -297,6 +328,7 @@ fn release(
     if !born_in_cgroup {
         cgroup.add_process(pid.as_raw())?;
     }
+    attach_network()?;
     sync_write
         .write_all(&[RELEASE])
         .map_err(io_error("release the container"))

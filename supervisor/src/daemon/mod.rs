@@ -55,14 +55,20 @@ pub fn run(config_path: &Path, state_dir: Option<PathBuf>) -> anyhow::Result<Exi
         None,
     )
     .context("sigprocmask")?;
-    let listener = control::bind(&state_dir, gid)?;
-    log::info!(
-        "listening on {}",
-        protocol::socket_path(&state_dir).display()
-    );
+    // What a crashed daemon left goes; the networks in use come up.
+    crate::net::Host::start(&config).context("networks")?;
     let services = Services::new(config, LogFiles::new(logs_dir));
-    let daemon = Daemon::new(listener, state_dir.clone(), overridden, gid, services)?;
-    let result = daemon.run();
+    let daemon = control::bind(&state_dir, gid).and_then(|listener| {
+        log::info!(
+            "listening on {}",
+            protocol::socket_path(&state_dir).display()
+        );
+        Daemon::new(listener, state_dir.clone(), overridden, gid, services)
+    });
+    let result = daemon.and_then(Daemon::run);
+    if let Err(err) = crate::net::Host::stop(&state_dir) {
+        log::warn!("removing the networks: {err}");
+    }
     if result.is_err() {
         let _ = std::fs::remove_file(protocol::socket_path(&state_dir));
     }

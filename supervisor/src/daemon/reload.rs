@@ -18,6 +18,9 @@ impl Services {
             || old.images_dir != self.config.images_dir;
         // Services with a user namespace may have a range outside a new pool.
         let pool_changed = old.userns_pool != self.config.userns_pool;
+        if let Err(err) = crate::net::Host::reload(&old, &self.config) {
+            log::warn!("networks: {err}");
+        }
         if old.cgroup_parent != self.config.cgroup_parent
             || old.cgroup_driver != self.config.cgroup_driver
         {
@@ -40,7 +43,8 @@ impl Services {
                 Some(service)
                     if shared_changed
                         || (pool_changed && service.namespaces.user)
-                        || service != self.list[idx].service =>
+                        || service != self.list[idx].service
+                        || crate::net::networks_changed(&old, &self.config, &service) =>
                 {
                     // A pending restart needs a group with the new limits (or parent).
                     self.discard_kept_cgroup(idx);

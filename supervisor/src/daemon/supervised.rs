@@ -186,6 +186,12 @@ impl Supervised {
             pids_current: stats.as_ref().and_then(|s| s.pids_current),
             oom_kills: stats.as_ref().and_then(|s| s.oom_kills),
             error: self.error.clone(),
+            addresses: running
+                .map(|r| r.container.addresses())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(network, ip)| (network, ip.to_string()))
+                .collect(),
         }
     }
 }
