@@ -3,13 +3,14 @@
 //! its own state_dir and cgroup_parent, and checks that nothing is left behind.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use integration_tests::{bin, busybox_rootfs, require_root, unique_name};
+use integration_tests::{
+    bin, busybox_rootfs, require_root, unique_name, BoundedCommand, Lines, BOUND,
+};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -107,7 +108,7 @@ impl Fixture {
             .args(args)
             .env_remove("SUPERVISOR_STATE_DIR")
             .stdin(Stdio::null())
-            .output()
+            .bounded_output()
             .unwrap()
     }
 
@@ -658,7 +659,7 @@ fn second_daemon_and_bad_requests_are_refused() {
     let second = Command::new(bin("supervisor"))
         .args(["daemon", "-c"])
         .arg(&f.config)
-        .output()
+        .bounded_output()
         .unwrap();
     assert_eq!(second.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&second.stderr);
@@ -688,7 +689,7 @@ fn second_daemon_and_bad_requests_are_refused() {
         .arg("--state-dir")
         .arg(empty.path())
         .arg("status")
-        .output()
+        .bounded_output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8(out.stderr).unwrap();
@@ -703,7 +704,7 @@ fn second_daemon_and_bad_requests_are_refused() {
         .args(["status", "--json", "-c"])
         .arg(&f.config)
         .env_remove("SUPERVISOR_STATE_DIR")
-        .output()
+        .bounded_output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
 
@@ -742,7 +743,7 @@ fn as_nobody(f: &Fixture, args: &[&str]) -> Output {
         .args(args)
         .uid(65534)
         .gid(65534)
-        .output()
+        .bounded_output()
         .unwrap()
 }
 
@@ -1019,11 +1020,10 @@ fn logs_are_timestamped_tailed_and_followed() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
+    let lines = Lines::new(follower.stdout.take().unwrap());
     let mut ticks = Vec::new();
     while ticks.len() < 3 {
-        let line = lines.next().expect("follower ended").unwrap();
-        ticks.push(line);
+        ticks.push(lines.next_line().expect("follower ended"));
     }
     follower.kill().unwrap();
     follower.wait().unwrap();
@@ -1121,6 +1121,7 @@ fn start_refuses_a_service_whose_dependency_failed_and_a_half_closed_request_is_
         .write_all(b"{\"op\":\"status\",\"name\":\"web\"}\n")
         .unwrap();
     stream.shutdown(std::net::Shutdown::Write).unwrap();
+    stream.set_read_timeout(Some(BOUND)).unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
     let answer: Value = serde_json::from_str(&answer).unwrap();
@@ -1199,6 +1200,7 @@ fn a_service_that_exits_before_a_freeze_is_handled_still_restarts() {
     kill(Pid::from_raw(init), Signal::SIGKILL).unwrap();
     wait_proc_state(init, 'Z');
     kill(Pid::from_raw(daemon), Signal::SIGCONT).unwrap();
+    stream.set_read_timeout(Some(BOUND)).unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
     assert!(answer.contains("not running"), "{answer}");
