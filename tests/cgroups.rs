@@ -412,6 +412,54 @@ fn processes_join_every_hierarchy_and_are_counted() {
     }
 }
 
+/// Burns CPU until the shell's own CPU time plus its waited-for children's (fields 14
+/// to 17 of /proc/PID/stat, in 1/100 s) reaches $want ticks.
+const BURN: &str = "burn() { while :; do i=0; while [ $i -lt 500 ]; do i=$((i+1)); done; set -- $(cat /proc/$$/stat); [ $((${14} + ${15} + ${16} + ${17})) -ge $want ] && return; done; }";
+
+/// The stats are the values of what ran in the group: CPU time burned (at least, with a
+/// generous upper bound for a busy machine), memory held in a tmpfs, processes started.
+#[test]
+fn stats_are_the_values_the_group_made() {
+    for driver in drivers() {
+        let mut group = TestGroup::create(driver, &Resources::default());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let done = dir.path().join("done");
+        // tmpfs pages are charged to the group of the writer and stay while the file does.
+        let fill = PathBuf::from(format!("/dev/shm/{}", unique_name("stats-test")));
+        let _remove = RemoveOnDrop(fill.clone());
+        group.spawn(&format!(
+            "{BURN}; want=30; burn; dd if=/dev/zero of={} bs=1048576 count=16 2>/dev/null; sleep 1000 & sleep 1000 & echo > {}; wait",
+            fill.display(),
+            done.display()
+        ));
+        wait_until("the group's shell has done its work", || done.exists());
+        let stats = group.cg.stats().expect("stats");
+        let cpu = stats.cpu_usage_us.expect("cpu_usage_us");
+        assert!(
+            (300_000..=5_000_000).contains(&cpu),
+            "{driver:?}: 0.3 s burned: {stats:?}"
+        );
+        let memory = stats.memory_bytes.expect("memory_bytes");
+        assert!(
+            (16 * MIB..=64 * MIB).contains(&memory),
+            "{driver:?}: 16 MiB in a tmpfs: {stats:?}"
+        );
+        let peak = stats.memory_peak_bytes.expect("memory_peak_bytes");
+        assert!(peak >= memory, "{driver:?}: {stats:?}");
+        // The shell and its two sleeps.
+        assert_eq!(stats.pids_current, Some(3), "{driver:?}: {stats:?}");
+    }
+}
+
+/// Removes a file when the test ends, failed or not.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
 #[test]
 fn memory_hog_is_oom_killed_and_counted() {
     for driver in drivers() {
