@@ -4,7 +4,7 @@
 # import tests) and Rust's musl target (the binaries are static). tests/vm/README.md
 # explains the VM.
 set -euo pipefail
-packages=(busybox-static qemu-system-x86 linux-image-amd64 kmod zstd util-linux)
+packages=(busybox-static qemu-system-x86 linux-image-amd64 kmod e2fsprogs zstd util-linux)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")

@@ -53,9 +53,9 @@ trap 'exit 143' TERM HUP
 rd=$tmp/rd
 mkdir -p "$rd/bin" "$rd/modules" "$rd/proc" "$rd/sys" "$rd/dev" "$rd/host" "$rd/rw" "$rd/root"
 cp "$busybox" "$rd/bin/busybox"
-for a in sh mount mkdir cat sed insmod switch_root poweroff; do ln -s busybox "$rd/bin/$a"; done
+for a in sh mount mkdir cat sed insmod switch_root poweroff ln chmod; do ln -s busybox "$rd/bin/$a"; done
 n=0
-for ko in $(for m in virtio_pci 9pnet_virtio 9p overlay; do
+for ko in $(for m in virtio_pci 9pnet_virtio 9p overlay virtio_blk ext4; do
     modprobe -S "$kver" --show-depends "$m" | awk '$1 == "insmod" { print $2 }'
 done | awk '!seen[$0]++'); do
     n=$((n + 1))
@@ -69,6 +69,11 @@ done
 [ "$n" -gt 0 ] || fail "no modules found for $kver"
 
 nonce=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+# A scratch disk (sparse, ext4) for the guest's /tmp and /var/tmp: a real disk
+# filesystem, as on a host (user xattrs, an overlayfs upper layer), not the root overlay.
+truncate -s 8G "$tmp/scratch.img"
+mkfs.ext4 -q -F "$tmp/scratch.img" || fail "mkfs.ext4 failed (install e2fsprogs)"
+
 quote() { printf "'%s' " "${1//\'/\'\\\'\'}"; }
 {
     printf 'cd %s || exit 125\nexec ' "$(quote "$dir")"
@@ -77,12 +82,13 @@ quote() { printf "'%s' " "${1//\'/\'\\\'\'}"; }
 } >"$rd/command.sh"
 
 # Stage 1 (PID 1 of the initramfs): the root is an overlay of the host's / (read-only,
-# over 9p) and a tmpfs; DIR is mounted read-write at its own path; cgroup2 only.
+# over 9p) and a tmpfs; /tmp and /var/tmp are on the scratch disk; DIR is mounted
+# read-write at its own path; cgroup2 only.
 cat >"$rd/init" <<INIT
 #!/bin/sh
 bail() { echo "vm: \$*"; echo "@@exit-$nonce=125@@"; poweroff -f; }
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
-for m in /modules/*.ko; do insmod "\$m" || bail "insmod \$m failed"; done
+for m in /modules/*.ko; do insmod "\$m" || echo "vm: insmod \$m failed"; done
 p9=trans=virtio,version=9p2000.L,msize=512000
 mount -t 9p -o \$p9,ro,cache=loose host /host || bail "no host root over 9p"
 mount -t tmpfs tmpfs /rw && mkdir /rw/upper /rw/work
@@ -92,7 +98,13 @@ mount -t proc proc /root/proc; mount -t sysfs sys /root/sys; mount -t devtmpfs d
 mkdir -p /root/dev/pts /root/dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /root/dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /root/dev/shm
-mount -t tmpfs -o mode=1777 tmpfs /root/tmp
+mkdir -p /scratch /root/var/tmp
+mount -t ext4 /dev/vda /scratch || bail "no scratch disk"
+mkdir -p /scratch/tmp /scratch/var-tmp && chmod 1777 /scratch/tmp /scratch/var-tmp
+mount -o bind /scratch/tmp /root/tmp
+mount -o bind /scratch/var-tmp /root/var/tmp
+ln -s /proc/self/fd /root/dev/fd
+for n in 0:stdin 1:stdout 2:stderr; do ln -s "fd/\${n%%:*}" "/root/dev/\${n#*:}"; done
 mount -t tmpfs -o mode=0755 tmpfs /root/run
 mkdir -p /root$dir
 mount -t 9p -o \$p9,cache=mmap work /root$dir || bail "no $dir over 9p"
@@ -123,7 +135,8 @@ timeout --kill-after=10 "$timeout_s" "$qemu" -machine q35 "${accel[@]}" -m "$mem
     -append "console=ttyS0 quiet loglevel=1 panic=-1 rdinit=/init cgroup_no_v1=all mitigations=off" \
     -virtfs "local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap" \
     -virtfs "local,path=$dir,mount_tag=work,security_model=none,multidevs=remap" \
-    -device virtio-rng-pci </dev/null | tr -d '\r' | tee "$tmp/console" | grep -v -e "^@@exit-$nonce=" -e '] reboot: Power down$'
+    -drive "file=$tmp/scratch.img,format=raw,if=virtio,cache=unsafe" \
+    -device virtio-rng-pci </dev/null | sed -u 's/\r$//' | tee "$tmp/console" | grep --line-buffered -v -e "^@@exit-$nonce=" -e '] reboot: Power down$'
 qemu_status=${PIPESTATUS[0]}
 set -e
 
