@@ -89,9 +89,9 @@ proptest! {
         }
         // Every service on some cycle is in a strongly connected group that a reported
         // cycle passes through (a depth-first search finds one back edge per group).
-        for i in 0..edges.len() {
-            if reach[i][i] {
-                let group = |j: usize| j == i || (reach[i][j] && reach[j][i]);
+        for (i, from_i) in reach.iter().enumerate() {
+            if from_i[i] {
+                let group = |j: usize| j == i || (from_i[j] && reach[j][i]);
                 prop_assert!(
                     cycles.iter().any(|c| c.iter().any(|&j| group(j))),
                     "the cycle through s{i} is not reported: {edges:?} -> {cycles:?}"
