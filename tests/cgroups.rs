@@ -436,7 +436,7 @@ fn stats_are_the_values_the_group_made() {
         let stats = group.cg.stats().expect("stats");
         let cpu = stats.cpu_usage_us.expect("cpu_usage_us");
         assert!(
-            (300_000..=5_000_000).contains(&cpu),
+            (300_000..=30_000_000).contains(&cpu),
             "{driver:?}: 0.3 s burned: {stats:?}"
         );
         let memory = stats.memory_bytes.expect("memory_bytes");
