@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use integration_tests::bin;
+use integration_tests::{bin, BoundedCommand};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/config")
@@ -21,7 +21,7 @@ fn check(dir: &Path, file: &str) -> Output {
         .current_dir(dir)
         .args(["check", "-c", file])
         .env_remove("SUPERVISOR_STATE_DIR")
-        .output()
+        .bounded_output()
         .expect("run supervisor check")
 }
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use integration_tests::{bin, busybox_rootfs, example, require_root};
+use integration_tests::{bin, busybox_rootfs, example, require_root, BoundedChild, BoundedCommand};
 use tar::{EntryType, Header};
 
 fn no_progress(_: images::Progress) {}
@@ -133,7 +133,7 @@ fn zstd(data: &[u8]) -> Vec<u8> {
         .spawn()
         .expect("zstd(1) is needed for these tests: apt-get install zstd");
     child.stdin.take().unwrap().write_all(data).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = child.bounded_wait_with_output().unwrap();
     assert!(out.status.success());
     out.stdout
 }
@@ -254,7 +254,7 @@ fn imports_a_stream_from_a_pipe() {
             bin("supervisor").display(),
             images_dir.display()
         ))
-        .output()
+        .bounded_output()
         .unwrap();
     assert!(
         out.status.success(),
@@ -395,7 +395,7 @@ fn imports_a_plain_directory_as_a_copy() {
         .arg("--no-dereference")
         .arg(&source)
         .arg(&copy)
-        .output()
+        .bounded_output()
         .unwrap();
     assert!(
         diff.status.success(),
@@ -697,7 +697,7 @@ fn supervisor(args: &[&str], images_dir: &Path) -> Output {
         .args(args)
         .arg("--images-dir")
         .arg(images_dir)
-        .output()
+        .bounded_output()
         .unwrap()
 }
 
@@ -828,7 +828,7 @@ fn run_in_rootfs(tmp: &Path, spec: &images::RootfsSpec, script: &str) -> Output 
         .arg(example("setup_rootfs"))
         .arg(&spec_path)
         .args(["/bin/busybox", "sh", "-c", script])
-        .output()
+        .bounded_output()
         .expect("unshare(1) from util-linux is needed");
     assert_no_mounts_under(tmp);
     out

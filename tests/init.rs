@@ -10,7 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use integration_tests::{bin, require_root};
+use integration_tests::{bin, read_to_end, require_root, BoundedChild, BoundedCommand, BOUND};
 
 /// How init runs in a test.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -44,7 +44,7 @@ fn init_sh(mode: Mode, init_args: &[&str], script: &str) -> Command {
 
 fn run(mut cmd: Command) -> Output {
     cmd.stdin(Stdio::null())
-        .output()
+        .bounded_output()
         .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
 }
 
@@ -125,10 +125,12 @@ impl Session {
 
     /// Waits for init to exit; returns its exit code and stderr.
     fn finish(&mut self) -> (i32, String) {
-        let mut stderr = String::new();
-        let mut pipe = self.process.stderr.take().expect("stderr");
-        pipe.read_to_string(&mut stderr).expect("reading stderr");
-        let status = self.process.wait().expect("waiting for init");
+        let stderr = read_to_end(self.process.stderr.take().expect("stderr"));
+        let status = self.process.bounded_wait().expect("waiting for init");
+        let stderr = stderr
+            .recv_timeout(BOUND)
+            .expect("init's stderr stayed open after it exited");
+        let stderr = String::from_utf8_lossy(&stderr).into_owned();
         let code = status
             .code()
             .unwrap_or_else(|| panic!("init killed: {status:?}"));
@@ -521,10 +523,12 @@ fn subreaper_is_logged() {
     let mut cmd = init(Mode::Subreaper, &[], &["true"]);
     cmd.env("INIT_LOG", "info");
     let output = run(cmd);
+    // The success line only, not the failure ("cannot become a child subreaper").
+    let stderr = text(&output.stderr);
     assert!(
-        text(&output.stderr).contains("child subreaper"),
-        "{:?}",
-        text(&output.stderr)
+        stderr.contains("not PID 1: registered as a child subreaper")
+            && !stderr.contains("cannot become"),
+        "{stderr:?}"
     );
 }
 
@@ -701,7 +705,10 @@ fn child_gets_the_terminal_foreground() {
             Ok(())
         });
     }
-    let output = cmd.output().expect("running init on a pty");
+    let output = cmd
+        .spawn()
+        .and_then(|child| child.bounded_wait_with_output())
+        .expect("running init on a pty");
     drop(pty);
     assert_eq!(code(&output), 0, "{}", text(&output.stderr));
     let stat = text(&output.stdout);
@@ -838,7 +845,7 @@ fn interactive_shell_job_control_works_through_init() {
         term.type_in("echo \"RC=[$?]\"\n");
         term.expect("RC=[0]", 1);
         term.type_in("exit\n");
-        shell.wait().expect("waiting for bash")
+        shell.bounded_wait().expect("waiting for bash")
     });
     assert!(status.success(), "{status:?}");
 }

@@ -1,11 +1,10 @@
 //! `supervisor run`: one service in the foreground, in its own namespaces,
 //! root filesystem and cgroup, for real (as root).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use integration_tests::{bin, require_root, unique_name};
+use integration_tests::{bin, require_root, unique_name, BoundedChild, BoundedCommand, Lines};
 
 /// A temp dir with a busybox root filesystem, a state dir and a config whose
 /// cgroup parent is unique to the test; checks at drop that nothing is left.
@@ -69,7 +68,10 @@ impl Fixture {
         if !command.is_empty() {
             cmd.arg("--").args(command);
         }
-        let output = cmd.stdin(Stdio::null()).output().expect("run supervisor");
+        let output = cmd
+            .stdin(Stdio::null())
+            .bounded_output()
+            .expect("run supervisor");
         self.assert_no_cgroup_or_mount();
         output
     }
@@ -94,7 +96,7 @@ impl Fixture {
             nix::sys::signal::Signal::SIGTERM,
         )
         .expect("signal supervisor");
-        let status = child.wait().expect("wait supervisor");
+        let status = child.bounded_wait().expect("wait supervisor");
         self.assert_nothing_left(name);
         status
     }
@@ -233,7 +235,7 @@ fn pid_1_is_our_init_in_new_namespaces() {
     let init_sum = Command::new("/bin/busybox")
         .arg("md5sum")
         .arg(bin("init"))
-        .output()
+        .bounded_output()
         .expect("md5sum init");
     let init_sum = stdout(&init_sum);
     assert_eq!(
@@ -258,9 +260,8 @@ fn service_runs_in_its_cgroup_with_its_limits() {
     let config = fx.config(&fx.service("limited", &format!("'{script}'"), limits));
     let mut child = fx.spawn(&config, "limited");
     let mut inside = Vec::new();
-    let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
-    for line in (&mut reader).lines() {
-        let line = line.expect("read output");
+    let reader = Lines::new(child.stdout.take().expect("stdout"));
+    while let Some(line) = reader.next_line() {
         if line == "READY" {
             break;
         }
@@ -558,10 +559,8 @@ fn a_running_service_is_not_started_twice() {
     let script = "echo precious > /mark; echo READY; exec sleep 100";
     let config = fx.config(&fx.service("held", &format!("'{script}'"), ""));
     let mut first = fx.spawn(&config, "held");
-    let mut reader = BufReader::new(first.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    reader.read_line(&mut line).expect("read output");
-    assert_eq!(line, "READY\n");
+    let reader = Lines::new(first.stdout.take().expect("stdout"));
+    assert_eq!(reader.next_line().as_deref(), Some("READY"));
     let pid = *service_pids(&fx, "held")
         .first()
         .expect("a process in held's cgroup");
@@ -571,7 +570,7 @@ fn a_running_service_is_not_started_twice() {
         .arg(&config)
         .args(["held", "--", "true"])
         .stdin(Stdio::null())
-        .output()
+        .bounded_output()
         .expect("run supervisor");
     let mark = std::fs::read_to_string(format!("/proc/{pid}/root/mark"));
     let layer = fx.state_dir().join("containers/held");
@@ -664,7 +663,7 @@ fn etc_passwd_is_read_inside_the_image_and_must_be_a_file() {
             .arg(&config)
             .arg(name)
             .stdin(Stdio::null())
-            .output()
+            .bounded_output()
             .expect("run supervisor");
         fx.assert_nothing_left(name);
         assert_start_failed(name, &output, &message);

@@ -3,13 +3,14 @@
 //! its own state_dir and cgroup_parent, and checks that nothing is left behind.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use integration_tests::{bin, busybox_rootfs, require_root, unique_name};
+use integration_tests::{
+    bin, busybox_rootfs, require_root, unique_name, BoundedCommand, Lines, BOUND,
+};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -107,7 +108,7 @@ impl Fixture {
             .args(args)
             .env_remove("SUPERVISOR_STATE_DIR")
             .stdin(Stdio::null())
-            .output()
+            .bounded_output()
             .unwrap()
     }
 
@@ -194,8 +195,19 @@ impl Fixture {
 
     /// Stops the daemon with SIGTERM, waits for exit 0, checks nothing is left.
     fn shutdown(&mut self) {
+        self.shutdown_with(Stop::Signal(Signal::SIGTERM), &[]);
+    }
+
+    /// Stops the daemon as `how` says, waits for exit 0, checks nothing is left but
+    /// the writable layers of the `persisted` services.
+    fn shutdown_with(&mut self, how: Stop, persisted: &[&str]) {
         let mut child = self.daemon.take().expect("daemon running");
-        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+        match how {
+            Stop::Signal(signal) => kill(Pid::from_raw(child.id() as i32), signal).unwrap(),
+            Stop::Command => {
+                self.ok(&["shutdown"]);
+            }
+        }
         let status = wait_child(&mut child);
         assert_eq!(status.code(), Some(0), "daemon: {}", self.daemon_stderr());
         assert!(
@@ -204,7 +216,23 @@ impl Fixture {
         );
         assert_no_cgroup(&self.cgroup_parent);
         assert_no_mounts(self.dir.path());
+        // The writable layers (state_dir/containers/NAME) and their locks are gone.
+        let left: Vec<String> = fs::read_dir(self.state.join("containers"))
+            .map(|dir| {
+                dir.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|name| !persisted.contains(&name.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(left.is_empty(), "left in state_dir/containers: {left:?}");
     }
+}
+
+/// How a test ends the daemon.
+enum Stop {
+    Signal(Signal),
+    /// `supervisor shutdown`.
+    Command,
 }
 
 impl Drop for Fixture {
@@ -257,6 +285,33 @@ fn assert_no_mounts(dir: &Path) {
         !mountinfo.contains(&dir),
         "mounts under {dir} left behind:\n{mountinfo}"
     );
+}
+
+/// Whether the kernel reports the service's cgroup frozen: `frozen` in the unified
+/// hierarchy's cgroup.events, or FROZEN in the v1 freezer's freezer.state where that
+/// freezer is the one in use (`v1_freezer`, or a pure v1 host).
+fn kernel_frozen(cgroup: &str, v1_freezer: bool) -> bool {
+    let unified = hierarchies()
+        .into_iter()
+        .map(|root| root.join(cgroup).join("cgroup.events"))
+        .find(|events| events.exists());
+    match unified {
+        Some(events) if !v1_freezer => {
+            let text = fs::read_to_string(&events).unwrap();
+            match text.lines().find_map(|l| l.strip_prefix("frozen ")) {
+                Some(value) => value == "1",
+                None => panic!("no frozen line in {}: {text}", events.display()),
+            }
+        }
+        _ => {
+            let state = Path::new("/sys/fs/cgroup/freezer")
+                .join(cgroup)
+                .join("freezer.state");
+            let text =
+                fs::read_to_string(&state).unwrap_or_else(|e| panic!("{}: {e}", state.display()));
+            text.trim() == "FROZEN"
+        }
+    }
 }
 
 fn alive(pid: i32) -> bool {
@@ -602,6 +657,8 @@ fn stop_leaves_no_process_cgroup_or_mount() {
                 root.join(&cgroup).display()
             );
         }
+        let layer = f.state.join("containers").join(name);
+        assert!(!layer.exists(), "{} left behind", layer.display());
     }
     assert!(
         f.log("stubborn").contains("stop timeout"),
@@ -612,57 +669,6 @@ fn stop_leaves_no_process_cgroup_or_mount() {
     f.ok(&["start", "web"]);
     f.wait_state("web", "running");
     f.shutdown();
-}
-
-/// Timestamp of the first log line containing `needle`.
-fn when(log: &str, needle: &str) -> String {
-    let line = log
-        .lines()
-        .find(|l| l.contains(needle))
-        .unwrap_or_else(|| panic!("no {needle:?} in:\n{log}"));
-    line.split(' ').next().unwrap().to_string()
-}
-
-#[test]
-fn sigterm_stops_in_reverse_dependency_order() {
-    let slow =
-        "trap 'echo got TERM; sleep 1; exit 0' TERM; echo ready; while true; do sleep 1; done";
-    let mut f = Fixture::new(&format!(
-        "  db:
-    image: ROOTFS
-    command: \"{slow}\"
-  app:
-    image: ROOTFS
-    depends_on: [db]
-    command: \"{slow}\"
-  web:
-    image: ROOTFS
-    depends_on: [app]
-    command: \"{slow}\"
-"
-    ));
-    f.start_daemon();
-    for name in ["db", "app", "web"] {
-        f.wait_logged(name, "ready");
-    }
-    let (db, app, web) = (f.log("db"), f.log("app"), f.log("web"));
-    // Started in dependency order.
-    assert!(when(&db, "started") <= when(&app, "started"));
-    assert!(when(&app, "started") <= when(&web, "started"));
-    f.shutdown();
-    let (db, app, web) = (f.log("db"), f.log("app"), f.log("web"));
-    for log in [&db, &app, &web] {
-        assert!(log.contains("got TERM"), "{log}");
-    }
-    // Each is asked to stop only after its dependents have exited.
-    assert!(
-        when(&web, "exited with status") <= when(&app, "stopping with"),
-        "web:\n{web}\napp:\n{app}"
-    );
-    assert!(
-        when(&app, "exited with status") <= when(&db, "stopping with"),
-        "app:\n{app}\ndb:\n{db}"
-    );
 }
 
 #[test]
@@ -687,7 +693,7 @@ fn second_daemon_and_bad_requests_are_refused() {
     let second = Command::new(bin("supervisor"))
         .args(["daemon", "-c"])
         .arg(&f.config)
-        .output()
+        .bounded_output()
         .unwrap();
     assert_eq!(second.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&second.stderr);
@@ -717,7 +723,7 @@ fn second_daemon_and_bad_requests_are_refused() {
         .arg("--state-dir")
         .arg(empty.path())
         .arg("status")
-        .output()
+        .bounded_output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8(out.stderr).unwrap();
@@ -732,7 +738,7 @@ fn second_daemon_and_bad_requests_are_refused() {
         .args(["status", "--json", "-c"])
         .arg(&f.config)
         .env_remove("SUPERVISOR_STATE_DIR")
-        .output()
+        .bounded_output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
 
@@ -771,7 +777,7 @@ fn as_nobody(f: &Fixture, args: &[&str]) -> Output {
         .args(args)
         .uid(65534)
         .gid(65534)
-        .output()
+        .bounded_output()
         .unwrap()
 }
 
@@ -858,7 +864,7 @@ fn counter_fixture(settings: &str) -> Fixture {
 
 #[test]
 fn freeze_stops_a_service_until_thaw_and_a_frozen_service_stops_cleanly() {
-    freeze_thaw_and_stop(counter_fixture(""));
+    freeze_thaw_and_stop(counter_fixture(""), false);
 }
 
 /// On a host with the v1 freezer (hybrid or v1), `cgroup_driver: v1` uses it;
@@ -867,7 +873,7 @@ fn freeze_stops_a_service_until_thaw_and_a_frozen_service_stops_cleanly() {
 fn freeze_with_the_v1_freezer_driver() {
     let mut f = counter_fixture("cgroup_driver: v1\n");
     if Path::new("/sys/fs/cgroup/freezer").exists() {
-        return freeze_thaw_and_stop(f);
+        return freeze_thaw_and_stop(f, true);
     }
     f.start_daemon();
     let svc = f.wait_for("counter", "refused", |s| !s["error"].is_null());
@@ -875,11 +881,15 @@ fn freeze_with_the_v1_freezer_driver() {
     f.shutdown();
 }
 
-fn freeze_thaw_and_stop(mut f: Fixture) {
+fn freeze_thaw_and_stop(mut f: Fixture, v1_freezer: bool) {
     f.start_daemon();
     let pid = f.pid("counter");
+    let cgroup = f.service("counter")["cgroup"].as_str().unwrap().to_string();
     let before = wait_advance(pid, 0);
+    assert!(!kernel_frozen(&cgroup, v1_freezer));
     f.ok(&["freeze", "counter"]);
+    // `freeze` returns once the kernel has frozen the group, not before.
+    assert!(kernel_frozen(&cgroup, v1_freezer), "freeze returned early");
     assert_eq!(f.service("counter")["state"], "frozen");
     let frozen_at = counter(pid);
     sleep(Duration::from_secs(1));
@@ -890,11 +900,12 @@ fn freeze_thaw_and_stop(mut f: Fixture) {
     assert_eq!(svc["pid"], pid);
     assert_eq!(svc["restarts"], 0);
     f.ok(&["thaw", "counter"]);
+    assert!(!kernel_frozen(&cgroup, v1_freezer), "thaw returned early");
     assert_eq!(f.service("counter")["state"], "running");
     wait_advance(pid, frozen_at);
 
     f.ok(&["freeze", "counter"]);
-    let cgroup = f.service("counter")["cgroup"].as_str().unwrap().to_string();
+    assert!(kernel_frozen(&cgroup, v1_freezer));
     let kids = children(pid);
     f.ok(&["stop", "counter"]);
     assert_eq!(f.service("counter")["state"], "stopped");
@@ -998,6 +1009,11 @@ fn reload_reconciles_and_keeps_frozen_services_frozen() {
     let keep = f.service("keep");
     assert_eq!(keep["state"], "frozen");
     assert_eq!(keep["pid"], keep_pid);
+    let keep_cgroup = keep["cgroup"].as_str().unwrap();
+    assert!(
+        kernel_frozen(keep_cgroup, false),
+        "the kernel thawed keep on reload"
+    );
     let deadline = Instant::now() + WAIT;
     while f.status().iter().any(|s| s["name"] == "gone") {
         assert!(Instant::now() < deadline, "gone is still listed");
@@ -1009,8 +1025,12 @@ fn reload_reconciles_and_keeps_frozen_services_frozen() {
         sleep(Duration::from_millis(100));
     }
     assert_eq!(f.status().len(), 3);
-    assert!(changed["pid"].as_i64().is_some());
+    // The changed service runs its new command.
+    let command = main_child(changed["pid"].as_i64().unwrap() as i32);
+    let cmdline = fs::read_to_string(format!("/proc/{command}/cmdline")).unwrap();
+    assert!(cmdline.contains("sleep\x002000"), "{cmdline:?}");
     f.ok(&["thaw", "keep"]);
+    assert!(!kernel_frozen(keep_cgroup, false));
     f.shutdown();
 }
 
@@ -1048,11 +1068,10 @@ fn logs_are_timestamped_tailed_and_followed() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
+    let lines = Lines::new(follower.stdout.take().unwrap());
     let mut ticks = Vec::new();
     while ticks.len() < 3 {
-        let line = lines.next().expect("follower ended").unwrap();
-        ticks.push(line);
+        ticks.push(lines.next_line().expect("follower ended"));
     }
     follower.kill().unwrap();
     follower.wait().unwrap();
@@ -1150,6 +1169,7 @@ fn start_refuses_a_service_whose_dependency_failed_and_a_half_closed_request_is_
         .write_all(b"{\"op\":\"status\",\"name\":\"web\"}\n")
         .unwrap();
     stream.shutdown(std::net::Shutdown::Write).unwrap();
+    stream.set_read_timeout(Some(BOUND)).unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
     let answer: Value = serde_json::from_str(&answer).unwrap();
@@ -1228,6 +1248,7 @@ fn a_service_that_exits_before_a_freeze_is_handled_still_restarts() {
     kill(Pid::from_raw(init), Signal::SIGKILL).unwrap();
     wait_proc_state(init, 'Z');
     kill(Pid::from_raw(daemon), Signal::SIGCONT).unwrap();
+    stream.set_read_timeout(Some(BOUND)).unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
     assert!(answer.contains("not running"), "{answer}");
@@ -1461,4 +1482,186 @@ fn logs_escape_control_characters_unless_raw() {
         "{shown:?}"
     );
     f.shutdown();
+}
+
+/// Each layout pass of tests/run.sh (pure v1, pure v2) checks that the daemon saw the
+/// layout the pass made, so that a pass cannot silently re-run another layout.
+#[test]
+fn the_daemon_logs_the_layout_this_pass_expects() {
+    let mut f = Fixture::new("  a:\n    image: ROOTFS\n    command: exec sleep 1000\n");
+    f.start_daemon();
+    let want = integration_tests::expected_layout()
+        .unwrap_or_else(|| cgroups::detect_layout().unwrap().to_string());
+    let log = f.daemon_stderr();
+    let line = log
+        .lines()
+        .find(|l| l.contains("cgroup layout: "))
+        .unwrap_or_else(|| panic!("no layout in the daemon's log:\n{log}"));
+    assert!(
+        line.to_lowercase()
+            .contains(&format!("cgroup layout: {want}, ")),
+        "expected {want}: {line}"
+    );
+    f.shutdown();
+}
+
+/// The kernel's id of the service's cgroup in the first hierarchy: ids only grow, so
+/// they give the order in which the groups were made, without clocks.
+fn cgroup_id(cgroup: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let root = hierarchies()
+        .into_iter()
+        .next()
+        .expect("a cgroup hierarchy");
+    fs::metadata(root.join(cgroup)).unwrap().ino()
+}
+
+#[test]
+fn start_and_stop_follow_the_dependencies_not_the_file_order() {
+    let mut f = Fixture::new("");
+    let seq = f.dir.path().join("seq");
+    fs::create_dir(&seq).unwrap();
+    // Each service writes its name to a shared file when asked to stop: the order of
+    // the lines is the order of the stops.
+    let service = |name: &str, depends: &str| {
+        format!(
+            "  {name}:
+    image: ROOTFS
+{depends}    mounts: [{{source: {}, target: /seq}}]
+    command: \"trap 'echo {name} >> /seq/stopped; exit 0' TERM; echo ready; while true; do sleep 1; done\"
+",
+            seq.display()
+        )
+    };
+    f.write_config(&format!(
+        "{}{}{}",
+        service("web", "    depends_on: [app]\n"),
+        service("app", "    depends_on: [db]\n"),
+        service("db", "")
+    ));
+    f.start_daemon();
+    for name in ["db", "app", "web"] {
+        f.wait_logged(name, "ready");
+    }
+    let id = |name: &str| cgroup_id(f.service(name)["cgroup"].as_str().unwrap());
+    let (db, app, web) = (id("db"), id("app"), id("web"));
+    assert!(
+        db < app && app < web,
+        "made in another order: db {db}, app {app}, web {web}"
+    );
+    f.shutdown();
+    assert_eq!(
+        fs::read_to_string(seq.join("stopped")).unwrap(),
+        "web\napp\ndb\n"
+    );
+}
+
+#[test]
+fn restart_backoff_doubles_up_to_its_cap_and_resets_after_a_stable_run() {
+    // Runs 1-4 and 6 fail at once, run 5 lasts longer than the 10 s that count as a
+    // stable run, run 7 stays up. The run count lives in the persisted layer.
+    let mut f = Fixture::new(
+        "  flaky:
+    image: ROOTFS
+    persist: true
+    restart: on-failure
+    restart_delay: 100ms
+    restart_delay_max: 400ms
+    command: \"n=$(cat /runs 2>/dev/null || echo 0); n=$((n+1)); echo $n > /runs; echo run $n; if [ $n -eq 5 ]; then sleep 11; fi; if [ $n -ge 7 ]; then exec sleep 1000; fi; exit 1\"
+",
+    );
+    f.start_daemon();
+    f.wait_logged("flaky", "run 7");
+    let svc = f.wait_for("flaky", "restarted 6 times", |s| {
+        s["restarts"] == 6 && s["state"] == "running"
+    });
+    assert_eq!(svc["exit_code"], 1, "{svc}");
+    let log = f.log("flaky");
+    let delays: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split("restarting in ").nth(1))
+        .collect();
+    assert_eq!(
+        delays,
+        ["0.1s", "0.2s", "0.4s", "0.4s", "0.1s", "0.2s"],
+        "{log}"
+    );
+    f.shutdown_with(Stop::Signal(Signal::SIGTERM), &["flaky"]);
+}
+
+#[test]
+fn sighup_reloads_and_the_shutdown_command_and_sigint_stop_everything() {
+    let one = "  a:\n    image: ROOTFS\n    command: exec sleep 1000\n";
+    let mut f = Fixture::new(one);
+    f.start_daemon();
+    let a = f.pid("a");
+    f.write_config(&format!(
+        "{one}  b:\n    image: ROOTFS\n    command: exec sleep 1000\n"
+    ));
+    let daemon = Pid::from_raw(f.daemon.as_ref().unwrap().id() as i32);
+    kill(daemon, Signal::SIGHUP).unwrap();
+    let deadline = Instant::now() + WAIT;
+    while !f.status().iter().any(|s| s["name"] == "b") {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload");
+        sleep(Duration::from_millis(50));
+    }
+    let b = f.pid("b");
+    assert_eq!(
+        f.service("a")["pid"],
+        a,
+        "an unchanged service was restarted"
+    );
+    f.shutdown_with(Stop::Command, &[]);
+    assert!(!alive(a) && !alive(b), "services survived `shutdown`");
+
+    f.start_daemon();
+    let (a, b) = (f.pid("a"), f.pid("b"));
+    f.shutdown_with(Stop::Signal(Signal::SIGINT), &[]);
+    assert!(!alive(a) && !alive(b), "services survived SIGINT");
+}
+
+/// Burns CPU until the shell's own CPU time plus its waited-for children's (fields 14
+/// to 17 of /proc/self/stat, in 1/100 s) reaches $want ticks.
+const BURN: &str = "burn() { while :; do i=0; while [ $i -lt 500 ]; do i=$((i+1)); done; set -- $(cat /proc/$$/stat); [ $((${14} + ${15} + ${16} + ${17})) -ge $want ] && return; done; }";
+
+#[test]
+fn stats_are_the_values_the_service_made_and_add_up_across_restarts() {
+    // Each run burns 0.5 s of CPU; runs 1 and 2 fail (run 1 after filling 48 MiB of its
+    // /tmp: a tmpfs, charged to the group, not reclaimable), run 3 then fills 32 MiB and
+    // starts 5 sleeps.
+    let mut f = Fixture::new(&format!(
+        "  stats:
+    image: ROOTFS
+    persist: true
+    restart: on-failure
+    restart_delay: 100ms
+    command: \"{BURN}; n=$(cat /runs 2>/dev/null || echo 0); n=$((n+1)); echo $n > /runs; want=50; burn; [ $n -eq 1 ] && dd if=/dev/zero of=/tmp/fill bs=1048576 count=48 2>/dev/null; [ $n -ge 3 ] || exit 1; dd if=/dev/zero of=/tmp/fill bs=1048576 count=32 2>/dev/null; for i in 1 2 3 4 5; do sleep 1000 & done; echo done; wait\"
+"
+    ));
+    f.start_daemon();
+    f.wait_logged("stats", "done");
+    let svc = f.service("stats");
+    assert_eq!(svc["restarts"], 2, "{svc}");
+    eprintln!("stats: {svc}");
+    let cpu = svc["cpu_usage_us"].as_u64().unwrap();
+    // Strictly at least what the three runs burned; generously at most (three setups
+    // and inits, slow under emulation), still far below a wrong unit (x1000).
+    assert!(
+        (1_500_000..=60_000_000).contains(&cpu),
+        "cpu_usage_us {cpu}: three runs burned 1.5 s: {svc}"
+    );
+    let memory = svc["memory_bytes"].as_u64().unwrap();
+    assert!(
+        (32 << 20..=96 << 20).contains(&memory),
+        "memory_bytes {memory}: 32 MiB in a tmpfs: {svc}"
+    );
+    // The peak is run 1's, kept across the restarts.
+    let peak = svc["memory_peak_bytes"].as_u64().unwrap();
+    assert!(
+        (48 << 20..=1 << 30).contains(&peak) && peak >= memory,
+        "memory_peak_bytes {peak}: run 1 held 48 MiB: {svc}"
+    );
+    // init, the shell and its 5 sleeps.
+    assert_eq!(svc["pids_current"], 7, "{svc}");
+    f.shutdown_with(Stop::Signal(Signal::SIGTERM), &["stats"]);
 }

@@ -17,7 +17,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{pipe2, Pid};
 
 use super::error::{io_error, sys_error, SpawnError};
-use super::handle::Container;
+use super::handle::{remove_layer, Container};
 use super::lock::ServiceLock;
 use super::resolve::{clone_flags, driver, prepare, resources, Prepared};
 use super::spec::{ERROR_FD, HANDOVER_FD, RELEASE, SPEC_FD, SYNC_FD};
@@ -65,16 +65,30 @@ pub fn spawn(mut req: SpawnRequest) -> Result<Container, SpawnError> {
             return Err(err);
         }
     };
+    // A start refused before the container exists leaves no writable layer behind.
+    let discard_layer = || {
+        if let Some(layer) = prepared.layer.as_ref().filter(|_| !req.service.persist) {
+            // Best effort: the error that stopped the start is the one to report.
+            let _ = remove_layer(layer);
+        }
+    };
     let create = kept.is_none();
     let cgroup = match kept {
         Some(cgroup) => cgroup,
-        None => cgroups::open(
+        None => match cgroups::open(
             driver(req.config.cgroup_driver),
             &req.config.cgroup_parent,
             &req.service.name,
-        )?,
+        ) {
+            Ok(cgroup) => cgroup,
+            Err(err) => {
+                discard_layer();
+                return Err(err.into());
+            }
+        },
     };
     if !cgroup.procs().unwrap_or_default().is_empty() {
+        discard_layer();
         return Err(SpawnError::Busy(cgroup.path().to_string()));
     }
     let container = Container {
