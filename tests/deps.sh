@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the tests need, where it is missing: Debian's packages (static busybox
 # for the images, qemu and a Debian kernel for the pure cgroup v2 VM, zstd for the
-# import tests) and Rust's musl target (the binaries are static).
+# import tests, qemu-system-arm for the arm64 stage) and Rust's musl targets (the binaries
+# are static). For the arm64 stage it also downloads Debian's arm64 kernel and static busybox
+# and unpacks them into a cache (they are never installed on this host).
 set -euo pipefail
-packages=(busybox-static qemu-system-x86 linux-image-amd64 zstd util-linux)
+packages=(busybox-static qemu-system-x86 linux-image-amd64 zstd util-linux qemu-system-arm)
+# The arm64 guest (tests/arm64/run.sh): unpacked into arm64_cache, not installed.
+arm64_packages=(linux-image-arm64 busybox-static)
+arm64_cache=${ARM64_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/supervisor-arm64}
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
@@ -14,6 +19,30 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
-    rustup target add x86_64-unknown-linux-musl
+for target in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
+    if ! rustup target list --installed | grep -qx $target; then
+        rustup target add $target
+    fi
+done
+# The arm64 packages come from apt's arm64 lists, fetched for this command only: no
+# `dpkg --add-architecture`, nothing foreign is installed. The kernel metapackage names
+# the versioned image package, which holds the kernel.
+if ! { [ -x "$arm64_cache/bin/busybox" ] || [ -x "$arm64_cache/usr/bin/busybox" ]; } ||
+    ! ls "$arm64_cache"/boot/vmlinuz-* >/dev/null 2>&1; then
+    echo "tests/deps.sh: downloading ${arm64_packages[*]} (arm64) into $arm64_cache"
+    arch=(-o APT::Architectures::=amd64 -o APT::Architectures::=arm64)
+    apt-get "${arch[@]}" update -qq
+    debs=()
+    for p in "${arm64_packages[@]}"; do
+        versioned=$(apt-cache "${arch[@]}" depends "$p:arm64" |
+            sed -n 's/^ *Depends: \(linux-image-[^:]*\):arm64$/\1/p' | head -n 1)
+        debs+=("${versioned:-$p}:arm64")
+    done
+    download=$(mktemp -d)
+    (cd "$download" && apt-get "${arch[@]}" download "${debs[@]}" 2>/dev/null)
+    mkdir -p "$arm64_cache"
+    for deb in "$download"/*.deb; do
+        dpkg-deb -x "$deb" "$arm64_cache"
+    done
+    rm -rf "$download" "$arm64_cache/lib/modules" "$arm64_cache/usr/share"
 fi
