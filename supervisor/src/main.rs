@@ -9,7 +9,9 @@ mod docs;
 mod human;
 mod image_cmd;
 mod logs;
+mod own_cgroup;
 mod protocol;
+mod sd_notify;
 
 use std::process::ExitCode;
 
