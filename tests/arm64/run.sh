@@ -66,7 +66,7 @@ timeout --kill-after=5 "$timeout_s" qemu-system-aarch64 -M virt -cpu cortex-a57 
     -accel tcg,thread=multi -nodefaults -no-reboot -nographic -serial mon:stdio \
     -kernel "$kernel" -initrd "$work/initrd.cpio" \
     -append "console=ttyAMA0 panic=-1 quiet cgroup_no_v1=all rdinit=/init" \
-    </dev/null | tr -d '\r' | tee "$work/console.log"
+    </dev/null | sed -u 's/\r$//' | tee "$work/console.log"
 qemu_status=${PIPESTATUS[0]}
 set -e
 echo "== arm64: $(( $(date +%s) - start ))s in the VM"
