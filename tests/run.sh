@@ -17,7 +17,7 @@ cargo build --workspace
 cargo test --workspace
 
 # The cgroup, freeze and lifecycle tests, as built above.
-layout_tests=(cgroups run supervisor)
+layout_tests=(cgroups run supervisor systemd)
 bins=()
 for t in "${layout_tests[@]}"; do
     bin=$(cargo test -p integration-tests --test "$t" --no-run --message-format=json 2>/dev/null |
@@ -53,3 +53,11 @@ script=$root/target/v2-tests.sh
 } >"$script"
 echo "== booting a pure cgroup v2 VM for: ${layout_tests[*]}"
 VM_TIMEOUT=${VM_TIMEOUT:-2400} "$vm" "$root" -- sh "$script"
+
+# arm64 (tests/arm64/README.md): init and supervisor built for aarch64-unknown-linux-musl;
+# the init tests and one `supervisor run` in an emulated arm64 VM; the binaries' sizes.
+arm64_stage() {
+    echo "== arm64: init tests and supervisor run in a qemu-system-aarch64 VM"
+    bash tests/arm64/run.sh
+}
+arm64_stage
