@@ -6,8 +6,9 @@
 # and unpacks them into a cache (they are never installed on this host).
 set -euo pipefail
 packages=(busybox-static qemu-system-x86 linux-image-amd64 zstd util-linux qemu-system-arm)
-# The arm64 guest (tests/arm64/run.sh): unpacked into arm64_cache, not installed.
-arm64_packages=(linux-image-arm64 busybox-static)
+# The arm64 guest (tests/arm64/run.sh): unpacked into arm64_cache, not installed. bash
+# (with its libraries) is for init's job-control test; busybox is everything else.
+arm64_packages=(linux-image-arm64 busybox-static bash libc6 libtinfo6)
 arm64_cache=${ARM64_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/supervisor-arm64}
 missing=()
 for p in "${packages[@]}"; do
@@ -27,8 +28,7 @@ done
 # The arm64 packages come from apt's arm64 lists, fetched for this command only: no
 # `dpkg --add-architecture`, nothing foreign is installed. The kernel metapackage names
 # the versioned image package, which holds the kernel.
-if ! { [ -x "$arm64_cache/bin/busybox" ] || [ -x "$arm64_cache/usr/bin/busybox" ]; } ||
-    ! ls "$arm64_cache"/boot/vmlinuz-* >/dev/null 2>&1; then
+if [ "$(cat "$arm64_cache/packages" 2>/dev/null)" != "${arm64_packages[*]}" ]; then
     echo "tests/deps.sh: downloading ${arm64_packages[*]} (arm64) into $arm64_cache"
     arch=(-o APT::Architectures::=amd64 -o APT::Architectures::=arm64)
     apt-get "${arch[@]}" update -qq
@@ -40,9 +40,15 @@ if ! { [ -x "$arm64_cache/bin/busybox" ] || [ -x "$arm64_cache/usr/bin/busybox" 
     done
     download=$(mktemp -d)
     (cd "$download" && apt-get "${arch[@]}" download "${debs[@]}" 2>/dev/null)
-    mkdir -p "$arm64_cache"
+    # Replaced whole, but only a directory this script made (it has the stamp) or none.
+    if [ -e "$arm64_cache" ] && [ ! -e "$arm64_cache/packages" ]; then
+        echo "tests/deps.sh: $arm64_cache exists and is not an arm64 cache of ours: set ARM64_CACHE" >&2
+        exit 1
+    fi
+    rm -rf "$arm64_cache" && mkdir -p "$arm64_cache"
     for deb in "$download"/*.deb; do
         dpkg-deb -x "$deb" "$arm64_cache"
     done
     rm -rf "$download" "$arm64_cache/lib/modules" "$arm64_cache/usr/share"
+    echo "${arm64_packages[*]}" >"$arm64_cache/packages"
 fi

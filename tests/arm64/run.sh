@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The arm64 stage of the tests (README, tests/arm64/README.md): builds init and supervisor
 # for aarch64-unknown-linux-musl, boots Debian's arm64 kernel in qemu-system-aarch64 (-M virt,
-# software emulation) with an initramfs that holds busybox, the binaries and the init
-# integration tests built for aarch64, and runs there, on pure cgroup v2:
+# software emulation) with an initramfs that holds busybox (and bash), the binaries and
+# the init integration tests built for aarch64, and runs there, on pure cgroup v2:
 #   1. the init integration tests (signals, reaping, exit codes, process groups);
 #   2. one `supervisor run` of a busybox service (namespaces, cgroup limits, exit status).
 # Prints the release binaries' sizes for both architectures. Exits non-zero if anything fails.
@@ -49,6 +49,10 @@ done
 # archive (uncompressed: decompressing under emulation costs more than reading it).
 rm -rf "$work" && mkdir -p "$work/root"/{bin,opt/bin,opt/tests,etc}
 cp "$busybox" "$work/root/bin/busybox"
+# bash and the C library it needs, for init's job-control test.
+[ -x "$cache/bin/bash" ] || fail "no arm64 bash in $cache/bin: run tests/deps.sh"
+cp "$cache/bin/bash" "$work/root/bin/bash"
+cp -a "$cache/lib" "$work/root/lib"
 cp target/$target/release/init target/$target/release/supervisor "$work/root/opt/bin/"
 cp "$tests_bin" "$work/root/opt/tests/init"
 cp tests/arm64/guest-init.sh "$work/root/init"
