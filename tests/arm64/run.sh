@@ -38,7 +38,7 @@ tests_bin=$(cargo test --target $target -p integration-tests --test init --no-ru
 [ -n "$tests_bin" ] || fail "no aarch64 test binary for tests/init.rs"
 
 # Release sizes, for the README's table.
-size_kib() { echo $(( ($(stat -c %s "$1") + 1023) / 1024 )); }
+size_kib() { awk -v b="$(stat -c %s "$1")" 'BEGIN { printf "%.1f", b / 1024 }'; }
 printf '%-12s %10s %10s\n' binary 'x86_64 KiB' 'arm64 KiB'
 for b in init supervisor; do
     printf '%-12s %10s %10s\n' $b "$(size_kib target/x86_64-unknown-linux-musl/release/$b)" \
