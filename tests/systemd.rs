@@ -22,7 +22,9 @@ const WAIT: Duration = Duration::from_secs(90);
 
 /// The v1 controllers whose hierarchies the supervisor uses (limits, accounting,
 /// devices, freezer); the unit's cgroup is made in each that is mounted.
-const V1_CONTROLLERS: &[&str] = &["memory", "cpu", "cpuacct", "pids", "blkio", "devices", "freezer"];
+const V1_CONTROLLERS: &[&str] = &[
+    "memory", "cpu", "cpuacct", "pids", "blkio", "devices", "freezer",
+];
 
 /// The cgroup mounts: the cgroup2 one (if any) and the v1 hierarchies we use.
 struct Hierarchies {
@@ -107,8 +109,9 @@ impl UnitCgroup {
                 let enabled = fs::read_to_string(&control).unwrap();
                 for controller in ["memory", "pids"] {
                     if !enabled.split_whitespace().any(|c| c == controller) {
-                        fs::write(&control, format!("+{controller}"))
-                            .unwrap_or_else(|e| panic!("{}: +{controller}: {e}", control.display()));
+                        fs::write(&control, format!("+{controller}")).unwrap_or_else(|e| {
+                            panic!("{}: +{controller}: {e}", control.display())
+                        });
                     }
                 }
             }
@@ -139,7 +142,13 @@ impl UnitCgroup {
             .hierarchies
             .mounts()
             .iter()
-            .map(|mount| mount.join(&self.rel).join("cgroup.procs").display().to_string())
+            .map(|mount| {
+                mount
+                    .join(&self.rel)
+                    .join("cgroup.procs")
+                    .display()
+                    .to_string()
+            })
             .collect();
         files.join(" ")
     }
@@ -165,7 +174,10 @@ impl UnitCgroup {
         let mut left = Vec::new();
         for mount in self.hierarchies.mounts() {
             for entry in fs::read_dir(mount.join(&self.rel)).unwrap().flatten() {
-                let leaf = entry.file_name().to_string_lossy().starts_with("supervisor.");
+                let leaf = entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("supervisor.");
                 if entry.file_type().unwrap().is_dir() && !leaf {
                     left.push(entry.path());
                 }
@@ -221,7 +233,11 @@ fn wait_child(child: &mut Child) -> std::process::ExitStatus {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
-        assert!(Instant::now() < deadline, "process {} did not exit", child.id());
+        assert!(
+            Instant::now() < deadline,
+            "process {} did not exit",
+            child.id()
+        );
         sleep(Duration::from_millis(50));
     }
 }
@@ -315,7 +331,10 @@ fn daemon_in_a_delegated_cgroup_runs_services_below_it_and_notifies_readiness() 
     let ready = notification(&socket, &log_path);
     assert!(ready.contains("READY=1"), "{ready}");
     assert!(ready.contains(&format!("MAINPID={daemon_pid}")), "{ready}");
-    assert!(ready.contains("2 of 2 autostart services started"), "{ready}");
+    assert!(
+        ready.contains("2 of 2 autostart services started"),
+        "{ready}"
+    );
     let status = cli(&state, &["status", "--json"]);
     assert!(status.status.success(), "{status:?}");
     let status: Value = serde_json::from_slice(&status.stdout).unwrap();
@@ -362,7 +381,11 @@ fn daemon_in_a_delegated_cgroup_runs_services_below_it_and_notifies_readiness() 
         "{}",
         fs::read_to_string(&log_path).unwrap_or_default()
     );
-    assert_eq!(unit.leftovers(), Vec::<PathBuf>::new(), "groups left behind");
+    assert_eq!(
+        unit.leftovers(),
+        Vec::<PathBuf>::new(),
+        "groups left behind"
+    );
 }
 
 #[test]
@@ -404,7 +427,11 @@ fn run_in_a_delegated_cgroup_places_the_service_below_it() {
         Some(format!("/{}/jobs/once", unit.rel).as_str()),
         "{stdout}"
     );
-    assert_eq!(unit.leftovers(), Vec::<PathBuf>::new(), "groups left behind");
+    assert_eq!(
+        unit.leftovers(),
+        Vec::<PathBuf>::new(),
+        "groups left behind"
+    );
 }
 
 #[test]
@@ -447,12 +474,19 @@ fn relative_parent_needs_a_cgroup_of_its_own_on_pure_v2() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     if unit.hierarchies.pure_v2() {
         assert_eq!(out.status.code(), Some(125), "{out:?}");
-        assert!(stderr.contains("needs a cgroup of this process's own"), "{stderr}");
+        assert!(
+            stderr.contains("needs a cgroup of this process's own"),
+            "{stderr}"
+        );
         assert!(stderr.contains(&companion.id().to_string()), "{stderr}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
     } else {
         // v1 and hybrid have no rule against processes beside groups.
         assert!(out.status.success(), "{out:?}");
     }
-    assert_eq!(unit.leftovers(), Vec::<PathBuf>::new(), "groups left behind");
+    assert_eq!(
+        unit.leftovers(),
+        Vec::<PathBuf>::new(),
+        "groups left behind"
+    );
 }

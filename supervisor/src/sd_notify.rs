@@ -53,7 +53,10 @@ impl Notifier {
 
     /// Every autostart service has been started.
     pub fn ready(&self, status: &str) {
-        self.send(&format!("READY=1\nSTATUS={status}\nMAINPID={}", std::process::id()));
+        self.send(&format!(
+            "READY=1\nSTATUS={status}\nMAINPID={}",
+            std::process::id()
+        ));
     }
 
     /// The daemon is stopping its services and will exit.
@@ -110,7 +113,10 @@ mod tests {
         let mut buf = [0u8; 256];
         let n = listener.recv(&mut buf).unwrap();
         let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-        assert!(text.starts_with("READY=1\nSTATUS=2 services\nMAINPID="), "{text}");
+        assert!(
+            text.starts_with("READY=1\nSTATUS=2 services\nMAINPID="),
+            "{text}"
+        );
     }
 
     #[test]

@@ -219,7 +219,12 @@ fn backend(driver: Driver, rel: String, relative: bool) -> Result<Backend, Error
     Ok(backend)
 }
 
-fn backend_in(mounts: &Mounts, layout: Layout, driver: Driver, rel: String) -> Result<Backend, Error> {
+fn backend_in(
+    mounts: &Mounts,
+    layout: Layout,
+    driver: Driver,
+    rel: String,
+) -> Result<Backend, Error> {
     let no_v2 = || Error::Unsupported("cgroup v2 is not mounted".into());
     let unified = || mounts.unified.clone().ok_or_else(no_v2);
     Ok(match (layout, driver) {

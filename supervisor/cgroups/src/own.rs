@@ -128,10 +128,7 @@ pub(crate) fn anchored(mounts: &Mounts) -> Result<Mounts, Error> {
             .v1
             .iter()
             .map(|(controller, mount)| {
-                (
-                    controller.clone(),
-                    under(mount, anchor.v1.get(controller)),
-                )
+                (controller.clone(), under(mount, anchor.v1.get(controller)))
             })
             .collect(),
     })
