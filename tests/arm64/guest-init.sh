@@ -6,9 +6,8 @@
 /bin/busybox --install -s /bin
 export PATH=/bin HOME=/root
 if [ "$1" != stage2 ]; then
-    mount -t tmpfs -o size=1g,mode=755 root /newroot 2>/dev/null || {
-        mkdir -p /newroot && mount -t tmpfs -o size=1g,mode=755 root /newroot
-    }
+    mkdir -p /newroot
+    mount -t tmpfs -o size=1g,mode=755 root /newroot
     for entry in /*; do
         case $entry in /newroot | /proc | /sys | /dev) ;; *) cp -a "$entry" /newroot/ ;; esac
     done
