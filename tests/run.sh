@@ -30,7 +30,7 @@ test_binary() {
 # attack is tried on all three layouts). (The network tests run in network
 # namespaces of their own; the VM's kernel loads veth, bridge and nf_tables
 # modules on demand.)
-layout_tests=(cgroups run supervisor escape network)
+layout_tests=(cgroups run supervisor escape network systemd)
 
 # Pure v1: only where this host has v1 controllers (hybrid or v1).
 if ! grep -q ' - cgroup cgroup ' /proc/self/mountinfo; then
@@ -66,3 +66,11 @@ script=$root/target/v2-tests.sh
 } >"$script"
 echo "== booting a pure cgroup v2 VM"
 VM_TIMEOUT=${VM_TIMEOUT:-3600} bash tests/vm/run-in-v2-vm.sh "$root" -- sh "$script"
+
+# arm64 (tests/arm64/README.md): init and supervisor built for aarch64-unknown-linux-musl;
+# the init tests and one `supervisor run` in an emulated arm64 VM; the binaries' sizes.
+arm64_stage() {
+    echo "== arm64: init tests and supervisor run in a qemu-system-aarch64 VM"
+    bash tests/arm64/run.sh
+}
+arm64_stage

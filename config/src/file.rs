@@ -162,12 +162,18 @@ fn dedented_keys(report: &mut Report, entries: &[crate::tree::Entry]) -> Vec<usi
     dedented
 }
 
+/// `supervisor` (below the hierarchies' roots) or `./services` (below the
+/// daemon's own cgroup; `./` alone is that cgroup itself).
 fn cgroup_parent(text: &str) -> Result<String, String> {
-    if names::is_cgroup_path(text) {
+    let relative = text.strip_prefix("./");
+    if relative.is_some_and(|rest| rest.is_empty() || names::is_cgroup_path(rest))
+        || names::is_cgroup_path(text)
+    {
         Ok(text.to_owned())
     } else {
         Err(format!(
-            "`{text}` must be a relative cgroup path such as `supervisor` or `appliance/services` \
+            "`{text}` must be a relative cgroup path such as `supervisor` or `appliance/services`, \
+             or one below the daemon's own cgroup such as `./services` \
              (letters, digits, ., _ and -, no `..`)"
         ))
     }

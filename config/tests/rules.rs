@@ -508,6 +508,15 @@ fn env_is_a_mapping_of_strings() {
 }
 
 #[test]
+fn cgroup_parent_may_be_relative_to_the_daemons_cgroup() {
+    for parent in ["./", "./services", "./appliance/services"] {
+        let config = parse(&format!("cgroup_parent: {parent}\nservices: {{}}\n"))
+            .unwrap_or_else(|e| panic!("{parent}: {e}"));
+        assert_eq!(config.cgroup_parent, parent);
+    }
+}
+
+#[test]
 fn top_level_settings_are_checked() {
     let cases = [
         (
@@ -517,6 +526,14 @@ fn top_level_settings_are_checked() {
         (
             "cgroup_parent: a/../b\n",
             "1:16: cgroup_parent: `a/../b` must be a relative",
+        ),
+        (
+            "cgroup_parent: ./../x\n",
+            "1:16: cgroup_parent: `./../x` must be a relative",
+        ),
+        (
+            "cgroup_parent: .//x\n",
+            "1:16: cgroup_parent: `.//x` must be a relative",
         ),
         (
             "control_group: 'a b'\n",

@@ -10,7 +10,9 @@ mod human;
 mod image_cmd;
 mod logs;
 mod net;
+mod own_cgroup;
 mod protocol;
+mod sd_notify;
 
 use std::process::ExitCode;
 

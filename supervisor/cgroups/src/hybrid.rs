@@ -14,7 +14,7 @@ use crate::{fsops, Cgroup, DevicePolicy, Error, Resources, Stats};
 
 #[derive(Debug)]
 pub(crate) struct HybridCgroup {
-    path: String,
+    pub(crate) path: String,
     limits: V1Limits,
     group: UnifiedGroup,
 }

@@ -16,6 +16,7 @@ mod killer;
 mod limits;
 mod mountinfo;
 mod notify;
+mod own;
 #[allow(unsafe_code)]
 mod sys;
 mod unified;
@@ -29,6 +30,7 @@ use std::time::Duration;
 
 pub use devices::{DeviceAccess, DeviceKind, DevicePolicy, DeviceRule};
 pub use error::Error;
+pub use own::{enter_leaf, is_relative as is_relative_parent, Entered};
 
 use hybrid::HybridCgroup;
 use mountinfo::Mounts;
@@ -131,11 +133,16 @@ pub fn detect_layout() -> Result<Layout, Error> {
 }
 
 /// The group `parent/name` with the backend for `driver` on this host's layout.
-/// Nothing is created until [`Cgroup::create`].
+/// A parent that starts with `./` is relative to the process's own cgroup in each
+/// hierarchy (see [`enter_leaf`]). Nothing is created until [`Cgroup::create`].
 pub fn open(driver: Driver, parent: &str, name: &str) -> Result<Box<dyn Cgroup>, Error> {
-    let parent = check_parent(parent)?;
+    let (parent, relative) = split_parent(parent)?;
     check_component(name, "cgroup name")?;
-    Ok(match backend(driver, format!("{parent}/{name}"))? {
+    let rel = match parent.is_empty() {
+        true => name.to_string(),
+        false => format!("{parent}/{name}"),
+    };
+    Ok(match backend(driver, rel, relative)? {
         Backend::V1(cg) => Box::new(cg),
         Backend::Hybrid(cg) => Box::new(cg),
         Backend::V2(cg) => Box::new(cg),
@@ -147,9 +154,13 @@ pub fn open(driver: Driver, parent: &str, name: &str) -> Result<Box<dyn Cgroup>,
 /// created (a pre-existing level such as a systemd slice is never ours to remove);
 /// for the daemon at shutdown. A level still in use stays, without error.
 pub fn remove_parent_if_empty(driver: Driver, parent: &str) -> Result<(), Error> {
-    let parent = check_parent(parent)?;
+    let (parent, relative) = split_parent(parent)?;
+    if parent.is_empty() {
+        // `./`: the services sit in the process's own cgroup, which is not ours.
+        return Ok(());
+    }
     let levels = parent.split('/').count();
-    let dirs = match backend(driver, parent)? {
+    let dirs = match backend(driver, parent, relative)? {
         Backend::V1(cg) => cg.dirs(),
         Backend::Hybrid(cg) => cg.dirs(),
         Backend::V2(cg) => cg.dirs(),
@@ -191,8 +202,29 @@ fn detect() -> Result<(Mounts, Layout), Error> {
     Ok((mounts, layout))
 }
 
-fn backend(driver: Driver, rel: String) -> Result<Backend, Error> {
+/// `rel` below the hierarchies' roots, or below the process's own cgroups when
+/// `relative`.
+fn backend(driver: Driver, rel: String, relative: bool) -> Result<Backend, Error> {
     let (mounts, layout) = detect()?;
+    if !relative {
+        return backend_in(&mounts, layout, driver, rel);
+    }
+    let shown = own::host_path(&mounts, &rel);
+    let mut backend = backend_in(&own::anchored(&mounts)?, layout, driver, rel)?;
+    match &mut backend {
+        Backend::V1(cg) => cg.path = shown,
+        Backend::Hybrid(cg) => cg.path = shown,
+        Backend::V2(cg) => cg.path = shown,
+    }
+    Ok(backend)
+}
+
+fn backend_in(
+    mounts: &Mounts,
+    layout: Layout,
+    driver: Driver,
+    rel: String,
+) -> Result<Backend, Error> {
     let no_v2 = || Error::Unsupported("cgroup v2 is not mounted".into());
     let unified = || mounts.unified.clone().ok_or_else(no_v2);
     Ok(match (layout, driver) {
@@ -202,12 +234,12 @@ fn backend(driver: Driver, rel: String) -> Result<Backend, Error> {
                 "cgroup driver v1: no cgroup v1 controller is mounted".into(),
             ))
         }
-        (Layout::V1, _) | (Layout::Hybrid, Driver::V1) => Backend::V1(V1Cgroup::new(&mounts, rel)?),
+        (Layout::V1, _) | (Layout::Hybrid, Driver::V1) => Backend::V1(V1Cgroup::new(mounts, rel)?),
         // cgroup.freeze arrived in 5.2: older hybrid hosts freeze with the v1 freezer.
         (Layout::Hybrid, Driver::Auto) if !kernel_at_least(5, 2) => {
-            Backend::V1(V1Cgroup::new(&mounts, rel)?)
+            Backend::V1(V1Cgroup::new(mounts, rel)?)
         }
-        (Layout::Hybrid, _) => Backend::Hybrid(HybridCgroup::new(&mounts, &unified()?, rel)),
+        (Layout::Hybrid, _) => Backend::Hybrid(HybridCgroup::new(mounts, &unified()?, rel)),
         (Layout::V2, _) => Backend::V2(V2Cgroup::new(&unified()?, rel)),
     })
 }
@@ -223,6 +255,18 @@ fn kernel_at_least(major: u32, minor: u32) -> bool {
         .map(|n| n.parse::<u32>().unwrap_or(0));
     let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
     version >= (major, minor)
+}
+
+/// The parent without its `./` (possibly empty: the own cgroup itself), and whether
+/// it had one; otherwise as [`check_parent`].
+fn split_parent(parent: &str) -> Result<(String, bool), Error> {
+    let Some(rest) = parent.strip_prefix(own::RELATIVE_PREFIX) else {
+        return Ok((check_parent(parent)?, false));
+    };
+    if rest.trim_matches('/').is_empty() {
+        return Ok((String::new(), true));
+    }
+    Ok((check_parent(rest)?, true))
 }
 
 /// "supervisor" or "a/b": relative, no empty, "." or ".." components. Slashes at
@@ -289,6 +333,15 @@ mod tests {
         assert!(check_component("web", "name").is_ok());
         assert!(check_component("..", "name").is_err());
         assert!(check_component("a/b", "name").is_err());
+    }
+
+    #[test]
+    fn relative_parents() {
+        assert_eq!(split_parent("./").unwrap(), (String::new(), true));
+        assert_eq!(split_parent("./a/b").unwrap(), ("a/b".to_string(), true));
+        assert_eq!(split_parent("a/b").unwrap(), ("a/b".to_string(), false));
+        assert!(split_parent("./../a").is_err());
+        assert!(split_parent("././a").is_err());
     }
 
     #[test]

@@ -265,7 +265,7 @@ impl Freeze for V1Freezer {
 /// freezer and kill all in the v1 hierarchies.
 #[derive(Debug)]
 pub(crate) struct V1Cgroup {
-    path: String,
+    pub(crate) path: String,
     limits: V1Limits,
     freezer_dir: Option<PathBuf>,
     freezer: Option<V1Freezer>,

@@ -9,7 +9,7 @@ use crate::{fsops, limits, Cgroup, DevicePolicy, Error, Resources, Stats};
 
 #[derive(Debug)]
 pub(crate) struct V2Cgroup {
-    path: String,
+    pub(crate) path: String,
     root: PathBuf,
     group: UnifiedGroup,
 }

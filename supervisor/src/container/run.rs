@@ -73,6 +73,7 @@ fn run_service(
         let hint = config::did_you_mean(name, known);
         format!("{}: no service named {name}{hint}", config_path.display())
     })?;
+    crate::own_cgroup::prepare(config, crate::own_cgroup::RUN_LEAF)?;
     let signals = block_signals()?;
     let terminal = Terminal::save();
     let request = SpawnRequest {

@@ -120,10 +120,13 @@ impl Daemon {
             .filter(|s| s.autostart)
             .map(|s| s.name.clone())
             .collect();
+        let total = autostart.len();
+        let mut started = 0;
         for name in autostart {
             // Failures are in status and the service's log; the others still start.
-            let _ = self.services.start(&name);
+            started += usize::from(self.services.start(&name).is_ok());
         }
+        crate::sd_notify::ready(&format!("{started} of {total} autostart services started"));
         let mut events = vec![EpollEvent::empty(); 64];
         loop {
             self.settle();
@@ -217,6 +220,7 @@ impl Daemon {
     pub fn begin_shutdown(&mut self) {
         if !self.shutting_down {
             self.shutting_down = true;
+            crate::sd_notify::stopping();
             self.services.stop_all();
         }
     }

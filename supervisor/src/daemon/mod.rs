@@ -46,6 +46,7 @@ pub fn run(config_path: &Path, state_dir: Option<PathBuf>) -> anyhow::Result<Exi
         ),
         Err(err) => log::warn!("cgroup layout: {err}"),
     }
+    crate::own_cgroup::prepare(&config, crate::own_cgroup::DAEMON_LEAF)?;
 
     // Block the signals the loop reads from its signalfd before anything can
     // deliver them (services are started from this thread only).

@@ -125,6 +125,8 @@ impl Daemon {
                 .map_err(|err| format!("{err:#}"))?;
             self.gid = gid;
         }
+        crate::own_cgroup::prepare(&new, crate::own_cgroup::DAEMON_LEAF)
+            .map_err(|err| format!("{err:#}"))?;
         log::info!("reloading {}", path.display());
         for error in self.services.reconcile(new) {
             log::warn!("after reload: {error}");
