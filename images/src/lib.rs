@@ -24,6 +24,7 @@ mod writer;
 pub use cgroupfs::CgroupView;
 pub use dev::DeviceNode;
 pub use error::Error;
+pub use procfs::{MASKED as MASKED_PATHS, READONLY as READONLY_PATHS};
 pub use progress::{Progress, ProgressFn};
 pub use rootfs::{setup_rootfs, setup_rootfs_in_userns, BindMount, RootfsSpec};
 pub use store::{

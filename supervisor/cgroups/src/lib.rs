@@ -29,6 +29,7 @@ use std::time::Duration;
 
 pub use devices::{DeviceAccess, DeviceKind, DevicePolicy, DeviceRule};
 pub use error::Error;
+pub use limits::{blkio_weight, cpu_quota_us, CPU_PERIOD_US};
 
 use hybrid::HybridCgroup;
 use mountinfo::Mounts;
