@@ -197,7 +197,39 @@ fn services() -> String {
 fn runs_like_the_service(runtime: &'static str) {
     let fixture = Fixture::new();
     let config = fixture.config(&services());
-    for (name, status) in [("plain", 3), ("narrow", 4), ("root-caps", 3)] {
+    let shows: [(&str, i32, &[&str]); 3] = [
+        (
+            "plain",
+            3,
+            &[
+                "plain",
+                "Seccomp:\t2",
+                "NoNewPrivs:\t1",
+                "50",
+                "67108864",
+                "timer_list 0",
+                "root rw",
+                "unshare refused",
+            ],
+        ),
+        (
+            "narrow",
+            4,
+            &[
+                "1000",
+                "narrow-host",
+                "/tmp",
+                "CapEff:\t0000000000000000",
+                "20",
+                "root ro",
+                "hello from the host",
+                "data ro",
+                "4",
+            ],
+        ),
+        ("root-caps", 3, &["Seccomp:\t0", "unshare allowed"]),
+    ];
+    for (name, status, lines) in shows {
         let expected = fixture.run(&config, name);
         assert_eq!(
             expected.status.code(),
@@ -205,6 +237,13 @@ fn runs_like_the_service(runtime: &'static str) {
             "supervisor run {name}: {}",
             text(&expected.stderr)
         );
+        let shown = text(&expected.stdout);
+        for line in lines {
+            assert!(
+                shown.lines().any(|l| l == *line),
+                "{name} shows no `{line}`: {shown}"
+            );
+        }
         let bundle = fixture.export(&config, name);
         let container = Container::new(runtime);
         let output = container.run(&bundle);
