@@ -179,6 +179,10 @@ const SERVICES: &str = "  plain:
     command: PROBE
     cap_add: [SYS_ADMIN]
     seccomp: unconfined
+  priv:
+    image: IMAGE
+    privileged: true
+    command: grep -E '^(CapEff|CapBnd|Seccomp)' /proc/self/status; ls /dev | xargs; head -c 3 /dev/full | wc -c; exit 2
 ";
 
 fn services() -> String {
@@ -197,7 +201,7 @@ fn services() -> String {
 fn runs_like_the_service(runtime: &'static str) {
     let fixture = Fixture::new();
     let config = fixture.config(&services());
-    let shows: [(&str, i32, &[&str]); 3] = [
+    let shows: [(&str, i32, &[&str]); 4] = [
         (
             "plain",
             3,
@@ -228,6 +232,7 @@ fn runs_like_the_service(runtime: &'static str) {
             ],
         ),
         ("root-caps", 3, &["Seccomp:\t0", "unshare allowed"]),
+        ("priv", 2, &["Seccomp:\t0", "3"]),
     ];
     for (name, status, lines) in shows {
         let expected = fixture.run(&config, name);

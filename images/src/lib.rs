@@ -22,7 +22,7 @@ mod unpack;
 mod writer;
 
 pub use cgroupfs::CgroupView;
-pub use dev::DeviceNode;
+pub use dev::{host_device_nodes, DeviceNode};
 pub use error::Error;
 pub use procfs::{MASKED as MASKED_PATHS, READONLY as READONLY_PATHS};
 pub use progress::{Progress, ProgressFn};

@@ -20,6 +20,8 @@ pub struct Resolved {
     pub gid: u32,
     /// Supplementary groups (the primary one included, as the supervisor sets them).
     pub groups: Vec<u32>,
+    /// The capabilities it keeps.
+    pub capabilities: Capabilities,
     /// `KEY=VALUE`, the whole environment.
     pub env: Vec<String>,
     /// Device nodes created in its /dev.
@@ -64,7 +66,7 @@ pub fn config(service: &Service, resolved: &Resolved) -> Value {
             "args": args,
             "env": resolved.env,
             "cwd": service.workdir,
-            "capabilities": capabilities(service, resolved.uid == 0),
+            "capabilities": capabilities(resolved.capabilities, resolved.uid == 0),
             "noNewPrivileges": true,
         },
         "root": {"path": "rootfs", "readonly": service.readonly_rootfs},
@@ -80,12 +82,7 @@ pub fn config(service: &Service, resolved: &Resolved) -> Value {
 /// As the supervisor sets them before it execs init: bounding, permitted and
 /// effective hold the service's set; inheritable too for root only (a non-root
 /// user loses all of them at exec, CVE-2022-24769); ambient is empty.
-fn capabilities(service: &Service, root: bool) -> Value {
-    let set = if service.privileged {
-        Capabilities::ALL
-    } else {
-        service.capabilities
-    };
+fn capabilities(set: Capabilities, root: bool) -> Value {
     let names: Vec<&str> = CAPABILITY_NAMES
         .iter()
         .enumerate()

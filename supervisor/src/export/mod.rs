@@ -9,7 +9,7 @@ mod copy;
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use config::{Config, ImageRef, Seccomp, Service};
+use config::{Capabilities, Config, ImageRef, Seccomp, Service};
 
 use crate::container;
 
@@ -86,7 +86,10 @@ fn resolve(
         .with_context(|| format!("service {}", service.name))?;
     let mut nodes = devices.nodes;
     if devices.all_host_devices {
-        nodes.extend(host_devices()?);
+        // As the supervisor gives them: the configured ones win a path.
+        let host = images::host_device_nodes().context("list the host's devices")?;
+        let configured: Vec<_> = nodes.iter().map(|n| n.path.clone()).collect();
+        nodes.extend(host.into_iter().filter(|n| !configured.contains(&n.path)));
     }
     let id_range = service
         .namespaces
@@ -96,7 +99,15 @@ fn resolve(
         })
         .transpose()
         .with_context(|| format!("service {}: user namespace", service.name))?;
+    // `privileged` keeps every capability the supervisor has (all the kernel
+    // has, unless the supervisor runs with fewer): a runtime can give no more.
+    let capabilities = if service.privileged {
+        own_bounding_set()?
+    } else {
+        service.capabilities
+    };
     Ok(bundle::Resolved {
+        capabilities,
         uid: user.credentials.uid,
         gid: user.credentials.gid,
         groups: user.credentials.groups,
@@ -106,6 +117,18 @@ fn resolve(
         id_range,
         seccomp: seccomp(service)?,
     })
+}
+
+/// This process's bounding set (`CapBnd` of /proc/self/status), of the
+/// capabilities this build knows.
+fn own_bounding_set() -> anyhow::Result<Capabilities> {
+    let status = std::fs::read_to_string("/proc/self/status").context("read /proc/self/status")?;
+    let bits = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapBnd:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .context("no CapBnd in /proc/self/status")?;
+    Ok(Capabilities(bits & Capabilities::ALL.0))
 }
 
 /// The service's profile for its capabilities, in OCI's form; None: no filter.
@@ -133,27 +156,6 @@ fn seccomp(service: &Service) -> anyhow::Result<Option<serde_json::Value>> {
         kernel,
     };
     Ok(Some(seccomp::to_oci(&profile, &context)))
-}
-
-/// `privileged`: every device node at the top of the host's /dev, as the
-/// supervisor gives them.
-fn host_devices() -> anyhow::Result<Vec<images::DeviceNode>> {
-    let mut nodes = Vec::new();
-    for entry in std::fs::read_dir("/dev").context("read /dev")? {
-        let path = entry.context("read /dev")?.path();
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        use std::os::unix::fs::FileTypeExt;
-        let kind = meta.file_type();
-        if kind.is_char_device() || kind.is_block_device() {
-            if let Ok(node) = images::DeviceNode::stat(&path, &path) {
-                nodes.push(node);
-            }
-        }
-    }
-    nodes.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(nodes)
 }
 
 /// Our init, copied into the root filesystem (a bundle must carry all it runs:
