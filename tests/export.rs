@@ -40,6 +40,10 @@ impl Fixture {
         std::fs::create_dir(dir.path().join("image/data")).expect("mount point");
         std::fs::create_dir(dir.path().join("data")).expect("data dir");
         std::fs::write(dir.path().join("data/hello"), "hello from the host\n").expect("data");
+        // A profile of the user's: everything allowed but mkdir (EACCES).
+        let profile = r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}"#;
+        std::fs::write(dir.path().join("profile.json"), profile).expect("profile");
         Fixture {
             dir,
             cgroup_parent: unique_name("export-test"),
@@ -56,7 +60,8 @@ impl Fixture {
         let path = self.path("services.yaml");
         let services = services
             .replace("IMAGE", &self.path("image").display().to_string())
-            .replace("DATA", &self.path("data").display().to_string());
+            .replace("DATA", &self.path("data").display().to_string())
+            .replace("PROFILE", &self.path("profile.json").display().to_string());
         let text = format!(
             "state_dir: {}\nimages_dir: {}\ncgroup_parent: {}\nservices:\n{services}",
             self.path("state").display(),
@@ -179,6 +184,10 @@ const SERVICES: &str = "  plain:
     command: PROBE
     cap_add: [SYS_ADMIN]
     seccomp: unconfined
+  custom:
+    image: IMAGE
+    command: mkdir /tmp/new 2>&1; grep Seccomp /proc/self/status; exit 6
+    seccomp: PROFILE
   priv:
     image: IMAGE
     privileged: true
@@ -201,7 +210,7 @@ fn services() -> String {
 fn runs_like_the_service(runtime: &'static str) {
     let fixture = Fixture::new();
     let config = fixture.config(&services());
-    let shows: [(&str, i32, &[&str]); 4] = [
+    let shows: [(&str, i32, &[&str]); 5] = [
         (
             "plain",
             3,
@@ -233,6 +242,14 @@ fn runs_like_the_service(runtime: &'static str) {
         ),
         ("root-caps", 3, &["Seccomp:\t0", "unshare allowed"]),
         ("priv", 2, &["Seccomp:\t0", "3"]),
+        (
+            "custom",
+            6,
+            &[
+                "mkdir: can't create directory '/tmp/new': Permission denied",
+                "Seccomp:\t2",
+            ],
+        ),
     ];
     for (name, status, lines) in shows {
         let expected = fixture.run(&config, name);
@@ -276,6 +293,11 @@ fn runc_runs_a_bundle_like_the_service() {
 #[test]
 #[ignore = "crun needs pure cgroup v2: tests/run.sh runs it in the VM"]
 fn crun_runs_a_bundle_like_the_service() {
+    require_pure_v2();
+    runs_like_the_service("crun");
+}
+
+fn require_pure_v2() {
     let pure_v2 = std::fs::read_to_string("/proc/self/mountinfo")
         .expect("mountinfo")
         .lines()
@@ -286,7 +308,6 @@ fn crun_runs_a_bundle_like_the_service() {
         pure_v2,
         "crun needs pure cgroup v2 (cgroup2 on /sys/fs/cgroup): run this in the VM"
     );
-    runs_like_the_service("crun");
 }
 
 #[test]
@@ -431,6 +452,17 @@ fn init_is_pid_1_under_runc() {
 /// root filesystem belongs to it.
 #[test]
 fn a_user_namespace_service_runs_under_runc() {
+    user_namespace_service_runs_under("runc");
+}
+
+#[test]
+#[ignore = "crun needs pure cgroup v2: tests/run.sh runs it in the VM"]
+fn a_user_namespace_service_runs_under_crun() {
+    require_pure_v2();
+    user_namespace_service_runs_under("crun");
+}
+
+fn user_namespace_service_runs_under(runtime: &'static str) {
     let fixture = Fixture::new();
     let config = fixture.config(
         "  mapped:
@@ -462,12 +494,12 @@ fn a_user_namespace_service_runs_under_runc() {
         first,
         "the copy belongs to the service's range"
     );
-    let container = Container::new("runc");
+    let container = Container::new(runtime);
     let output = container.run(&bundle);
     assert_eq!(
         text(&output.stdout),
         text(&expected.stdout),
-        "runc (stderr: {})",
+        "{runtime} (stderr: {})",
         text(&output.stderr)
     );
     assert_eq!(output.status.code(), Some(5));
