@@ -282,3 +282,80 @@ fn absolute(paths: &[&str]) -> Vec<String> {
         .map(|rel| Path::new("/").join(rel).to_string_lossy().into_owned())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(keys: &str) -> Service {
+        let yaml = format!("services:\n  web:\n    command: [/bin/true]\n{keys}");
+        let config =
+            config::parse_str(&yaml, Path::new("/services.yaml")).unwrap_or_else(|e| panic!("{e}"));
+        config.services.into_iter().next().expect("one service")
+    }
+
+    fn resolved(service: &Service, policy: DevicePolicy) -> Resolved {
+        Resolved {
+            capabilities: service.capabilities,
+            uid: 0,
+            gid: 0,
+            groups: vec![0],
+            env: vec!["PATH=/bin".into()],
+            nodes: Vec::new(),
+            policy,
+            id_range: None,
+            seccomp: None,
+        }
+    }
+
+    #[test]
+    fn limits_become_resources() {
+        let web = service(
+            "    limits: {memory: 64m, memory_swap: 128m, cpus: 0.5, pids: 9, io_weight: 10000}\n",
+        );
+        let spec = config(&web, &resolved(&web, DevicePolicy::Unrestricted));
+        let res = &spec["linux"]["resources"];
+        assert_eq!(
+            res["memory"],
+            json!({"limit": 67108864u64, "swap": 134217728u64})
+        );
+        assert_eq!(res["cpu"], json!({"quota": 50000, "period": 100000}));
+        assert_eq!(res["pids"], json!({"limit": 9}));
+        assert_eq!(res["blockIO"], json!({"weight": 1000}));
+        assert_eq!(res["devices"], json!([{"allow": true, "access": "rwm"}]));
+    }
+
+    #[test]
+    fn the_namespaces_and_mounts_follow_the_service() {
+        let web = service("    namespaces: [pid, mount, user]\n    mounts: [{source: /tmp, target: /data, readonly: true}]\n");
+        let spec = config(&web, &resolved(&web, DevicePolicy::Unrestricted));
+        assert_eq!(
+            spec["linux"]["namespaces"],
+            json!([{"type": "pid"}, {"type": "mount"}, {"type": "user"}])
+        );
+        assert!(spec.get("hostname").is_none());
+        let mounts = spec["mounts"].as_array().unwrap();
+        let at = |dest: &str| mounts.iter().find(|m| m["destination"] == dest).cloned();
+        assert!(at("/dev/mqueue").is_none(), "no ipc namespace, no mqueue");
+        assert_eq!(
+            at("/sys").unwrap()["options"],
+            json!(["rbind", "nosuid", "noexec", "nodev", "ro"])
+        );
+        assert_eq!(
+            at("/data").unwrap(),
+            json!({"destination": "/data", "type": "bind", "source": "/tmp",
+                   "options": ["rbind", "nosuid", "nodev", "ro"]})
+        );
+    }
+
+    #[test]
+    fn a_non_root_user_inherits_no_capabilities() {
+        let web = service("");
+        let mut user = resolved(&web, DevicePolicy::Unrestricted);
+        user.uid = 1000;
+        let caps = &config(&web, &user)["process"]["capabilities"];
+        assert_eq!(caps["bounding"].as_array().unwrap().len(), 14);
+        assert_eq!(caps["inheritable"], json!([]));
+        assert_eq!(caps["ambient"], json!([]));
+    }
+}

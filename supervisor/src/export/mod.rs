@@ -9,7 +9,7 @@ mod copy;
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use config::{Capabilities, Config, ImageRef, Seccomp, Service};
+use config::{Capabilities, Config, ImageRef, Seccomp, Service, USERNS_RANGE};
 
 use crate::container;
 
@@ -99,6 +99,19 @@ fn resolve(
         })
         .transpose()
         .with_context(|| format!("service {}: user namespace", service.name))?;
+    if id_range.is_some() {
+        let ids = &user.credentials;
+        let mut all = [ids.uid, ids.gid]
+            .into_iter()
+            .chain(ids.groups.iter().copied());
+        if let Some(id) = all.find(|&id| id >= USERNS_RANGE) {
+            bail!(
+                "service {}: id {id} is outside its user namespace (ids 0 to {})",
+                service.name,
+                USERNS_RANGE - 1
+            );
+        }
+    }
     // `privileged` keeps every capability the supervisor has (all the kernel
     // has, unless the supervisor runs with fewer): a runtime can give no more.
     let capabilities = if service.privileged {
