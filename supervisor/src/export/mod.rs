@@ -29,21 +29,50 @@ pub fn run(config_path: &Path, name: &str, dir: &Path) -> anyhow::Result<()> {
     let image_dir = images::resolve_image(&config.images_dir, image)
         .with_context(|| format!("service {name}: image {}", shown(image)))?;
     check_empty(dir)?;
+    // Held while the image is copied: `image rm` and `image import --force` wait.
+    let _lease = match image {
+        ImageRef::Named(image) => {
+            let holder = format!("supervisor export of service {name}");
+            Some(images::lease(&config.images_dir, image, &holder)?)
+        }
+        ImageRef::Path(_) => None,
+    };
     let resolved = resolve(&config, service, &image_dir)?;
     let spec = bundle::config(service, &resolved);
-    if !service.networks.is_empty() || !service.ports.is_empty() {
+    if !service.networks.is_empty() || !service.ports.is_empty() || !service.dns.is_empty() {
         eprintln!(
-            "supervisor: warning: service {name}: networks and ports are not exported (the bundle has a network namespace with only lo)"
+            "supervisor: warning: service {name}: networks, ports and dns are not exported (the bundle's network namespace has only lo)"
         );
     }
+    let created = !dir.exists();
+    let written = write_bundle(dir, &image_dir, &spec, resolved.id_range.unwrap_or(0))
+        .with_context(|| format!("export {name} to {}", dir.display()));
+    if written.is_err() {
+        // Nothing half-written stays: DIR as it was (empty, or absent).
+        let _ = std::fs::remove_dir_all(dir.join("rootfs"));
+        let _ = std::fs::remove_file(dir.join("config.json"));
+        if created {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+    written
+}
+
+/// `rootfs` (the image's copy, owners shifted by `shift`, and our init), then `config.json`.
+fn write_bundle(
+    dir: &Path,
+    image_dir: &Path,
+    spec: &serde_json::Value,
+    shift: u32,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let rootfs = dir.join("rootfs");
     std::fs::create_dir(&rootfs).with_context(|| format!("create {}", rootfs.display()))?;
-    copy::Copier::new(resolved.id_range.unwrap_or(0))
-        .copy_tree(&image_dir, &rootfs)
-        .with_context(|| format!("copy image {} to {}", shown(image), rootfs.display()))?;
-    install_init(&rootfs, resolved.id_range.unwrap_or(0))?;
-    let json = serde_json::to_vec_pretty(&spec).context("encode config.json")?;
+    copy::Copier::new(shift)
+        .copy_tree(image_dir, &rootfs)
+        .context("copy the image")?;
+    install_init(&rootfs, shift)?;
+    let json = serde_json::to_vec_pretty(spec).context("encode config.json")?;
     let path = dir.join("config.json");
     std::fs::write(&path, json).with_context(|| format!("write {}", path.display()))
 }
