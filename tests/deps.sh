@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the tests need, where it is missing: Debian's packages (static busybox
 # for the images, qemu and a Debian kernel for the pure cgroup v2 VM, zstd for the
-# import tests, nftables and iproute2 for the network tests, qemu-system-arm for the
+# import tests, nftables and iproute2 for the network tests, runc and crun for the export tests, qemu-system-arm for the
 # arm64 stage) and Rust's musl targets (the binaries are static). tests/vm/README.md
 # explains the VM. For the arm64 stage it also downloads Debian's arm64 kernel and static
 # busybox and unpacks them into a cache (they are never installed on this host).
 set -euo pipefail
-packages=(busybox-static qemu-system-x86 linux-image-amd64 kmod e2fsprogs zstd util-linux nftables iproute2 qemu-system-arm)
+packages=(busybox-static qemu-system-x86 linux-image-amd64 kmod e2fsprogs zstd util-linux nftables iproute2 runc crun qemu-system-arm)
 # The arm64 guest (tests/arm64/run.sh): unpacked into arm64_cache, not installed. bash
 # (with its libraries) is for init's job-control test; busybox is everything else.
 arm64_packages=(linux-image-arm64 busybox-static bash libc6 libtinfo6)

@@ -30,7 +30,7 @@ test_binary() {
 # attack is tried on all three layouts). (The network tests run in network
 # namespaces of their own; the VM's kernel loads veth, bridge and nf_tables
 # modules on demand.)
-layout_tests=(cgroups run supervisor escape network systemd)
+layout_tests=(cgroups run supervisor escape network systemd export)
 
 # Pure v1: only where this host has v1 controllers (hybrid or v1).
 if ! grep -q ' - cgroup cgroup ' /proc/self/mountinfo; then
@@ -61,7 +61,10 @@ script=$root/target/v2-tests.sh
     echo 'set -e'
     echo 'export EXPECT_CGROUP_LAYOUT=v2'
     for t in "${layout_tests[@]}" images init; do
-        echo "echo '== pure cgroup v2 (VM): $t'; $(test_binary "$t") --test-threads=2"
+        # The export tests' crun part needs pure v2 (crun refuses hybrid cgroups): here it runs.
+        extra=
+        [ "$t" = export ] && extra=--include-ignored
+        echo "echo '== pure cgroup v2 (VM): $t'; $(test_binary "$t") --test-threads=2 $extra"
     done
 } >"$script"
 echo "== booting a pure cgroup v2 VM"

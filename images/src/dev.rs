@@ -140,6 +140,14 @@ fn terminal() -> Result<Source, Error> {
     }
 }
 
+/// Every device node of the host's /dev that a privileged service gets, at
+/// the same path inside (what a privileged service's OCI bundle lists).
+pub fn host_device_nodes() -> Result<Vec<DeviceNode>, Error> {
+    let mut nodes = Vec::new();
+    host_nodes(Path::new("/dev"), 0, &mut nodes)?;
+    Ok(nodes)
+}
+
 /// Every character and block device below `dir` of the host's /dev, at the same path inside.
 fn host_nodes(dir: &Path, depth: usize, nodes: &mut Vec<DeviceNode>) -> Result<(), Error> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::setup("list host devices", dir, e))?;

@@ -22,8 +22,9 @@ mod unpack;
 mod writer;
 
 pub use cgroupfs::CgroupView;
-pub use dev::DeviceNode;
+pub use dev::{host_device_nodes, DeviceNode};
 pub use error::Error;
+pub use procfs::{MASKED as MASKED_PATHS, READONLY as READONLY_PATHS};
 pub use progress::{Progress, ProgressFn};
 pub use rootfs::{setup_rootfs, setup_rootfs_in_userns, BindMount, RootfsSpec};
 pub use store::{

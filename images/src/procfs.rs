@@ -15,7 +15,7 @@ use crate::Error;
 
 /// Made read-only (Docker's `ReadonlyPaths`): settings and triggers that are
 /// not per namespace.
-const READONLY: &[&str] = &[
+pub const READONLY: &[&str] = &[
     "proc/bus",
     "proc/fs",
     "proc/irq",
@@ -25,7 +25,7 @@ const READONLY: &[&str] = &[
 
 /// Hidden (Docker's `MaskedPaths`): a file behind a bind of /dev/null, a
 /// directory behind an empty read-only tmpfs.
-const MASKED: &[&str] = &[
+pub const MASKED: &[&str] = &[
     "proc/acpi",
     "proc/asound",
     "proc/interrupts",

@@ -78,6 +78,15 @@ pub enum Command {
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<OsString>,
     },
+    /// Write a service as an OCI runtime bundle (config.json and rootfs) for runc, crun, containerd...
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The service to export.
+        name: String,
+        /// Where the bundle goes: a new or empty directory.
+        dir: PathBuf,
+    },
     /// Manage root filesystem images.
     #[command(subcommand)]
     Image(ImageCommand),

@@ -6,6 +6,7 @@ mod client;
 mod container;
 mod daemon;
 mod docs;
+mod export;
 mod human;
 mod image_cmd;
 mod logs;
@@ -45,6 +46,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             name,
             command,
         } => container::run_foreground(&config.config, &name, command),
+        Command::Export { config, name, dir } => {
+            export::run(&config.config, &name, &dir).map(|()| ExitCode::SUCCESS)
+        }
         Command::ContainerSetup => container::setup_main(),
         Command::Completions { shell } => docs::completions(shell).map(|()| ExitCode::SUCCESS),
         Command::Manpages { dir } => docs::manpages(&dir).map(|()| ExitCode::SUCCESS),

@@ -30,6 +30,7 @@ use std::time::Duration;
 
 pub use devices::{DeviceAccess, DeviceKind, DevicePolicy, DeviceRule};
 pub use error::Error;
+pub use limits::{blkio_weight, cpu_quota_us, CPU_PERIOD_US};
 pub use own::{enter_leaf, is_relative as is_relative_parent, Entered};
 
 use hybrid::HybridCgroup;

@@ -3,7 +3,7 @@
 use crate::{Error, Resources};
 
 /// CFS period for the cpus limit, in microseconds.
-pub(crate) const CPU_PERIOD_US: u64 = 100_000;
+pub const CPU_PERIOD_US: u64 = 100_000;
 /// The kernel refuses a CFS quota below 1 ms.
 const CPU_QUOTA_MIN_US: u64 = 1_000;
 
@@ -37,7 +37,7 @@ pub(crate) fn validate(res: &Resources) -> Result<(), Error> {
 }
 
 /// CFS quota per CPU_PERIOD_US for `cpus` CPUs.
-pub(crate) fn cpu_quota_us(cpus: f64) -> Result<u64, Error> {
+pub fn cpu_quota_us(cpus: f64) -> Result<u64, Error> {
     if !cpus.is_finite() || cpus <= 0.0 {
         return Err(Error::Invalid(format!(
             "cpus limit {cpus} is not a positive number"
@@ -50,7 +50,7 @@ pub(crate) fn cpu_quota_us(cpus: f64) -> Result<u64, Error> {
 
 /// v1 blkio weights (and the BFQ ones) run 10..=1000 where v2's io.weight runs
 /// 1..=10000: the inverse of runc's v1-to-v2 conversion.
-pub(crate) fn blkio_weight(io_weight: u16) -> u64 {
+pub fn blkio_weight(io_weight: u16) -> u64 {
     10 + (u64::from(io_weight.max(1)) - 1) * 990 / 9_999
 }
 

@@ -124,7 +124,7 @@ pub fn compile(profile: &Profile, context: &Context) -> Result<Program, CompileE
 /// Docker's semantics: every capability of `includes` held, none of
 /// `excludes`; the native architecture among `includes.arches` (if any) and not
 /// among `excludes.arches`; the kernel at least `includes.minKernel`.
-fn applies(rule: &Rule, context: &Context) -> bool {
+pub(crate) fn applies(rule: &Rule, context: &Context) -> bool {
     let RuleFilter {
         caps,
         arches,

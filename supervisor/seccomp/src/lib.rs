@@ -10,9 +10,11 @@ mod arch;
 mod bpf;
 mod compile;
 mod docker_default;
+mod oci;
 mod profile;
 
 pub use bpf::{Instruction, Program, MAX_INSTRUCTIONS};
 pub use compile::{compile, CompileError, Context};
 pub use docker_default::docker_default;
+pub use oci::to_oci;
 pub use profile::{kernel_version, Action, ArgCmp, CmpOp, Profile, ProfileError, Rule, RuleFilter};

@@ -23,7 +23,7 @@ const ALLOWED: &[(u32, Option<u32>, &str)] = &[
 ];
 
 /// What `spawn` needs of a service's devices.
-pub(super) struct Devices {
+pub(crate) struct Devices {
     /// Host devices to create in its /dev.
     pub nodes: Vec<DeviceNode>,
     /// Every host device in its /dev (privileged).
@@ -33,7 +33,7 @@ pub(super) struct Devices {
 
 /// Stats every configured host device (a missing one fails the start, naming it)
 /// and builds the policy; `console`: stdin is a terminal that becomes /dev/console.
-pub(super) fn resolve(service: &Service, console: bool) -> Result<Devices, SpawnError> {
+pub(crate) fn resolve(service: &Service, console: bool) -> Result<Devices, SpawnError> {
     let mut nodes = Vec::new();
     for device in &service.devices {
         let node = DeviceNode::stat(&device.host, &device.container).map_err(|err| {

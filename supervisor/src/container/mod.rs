@@ -23,12 +23,16 @@ mod sys;
 mod user;
 mod userns;
 
+pub(crate) use devices::resolve as resolve_devices;
 pub use error::SpawnError;
 pub use handle::Container;
+pub(crate) use id_range::allocate as allocate_id_range;
+pub(crate) use resolve::environment;
 pub use run::run_foreground;
 pub use setup::setup_main;
 pub use spawn::{spawn, SpawnRequest, Stdio};
 pub use state_dir::secure_state_dir;
+pub(crate) use user::resolve as resolve_user;
 
 /// Removes the services' parent cgroup `parent` (and the levels above it that this
 /// process created) where nothing uses it any more.

@@ -206,7 +206,11 @@ fn give_layer(layer: &Path, image: &Path, first: u32) -> Result<(), SpawnError> 
 
 /// Like Docker: PATH, HOSTNAME, HOME (and TERM on a terminal) by default,
 /// then the service's env, which wins.
-fn environment(service: &Service, home: Option<&Path>, inherit_stdio: bool) -> Vec<String> {
+pub(crate) fn environment(
+    service: &Service,
+    home: Option<&Path>,
+    inherit_stdio: bool,
+) -> Vec<String> {
     let mut env = std::collections::BTreeMap::new();
     env.insert("PATH".to_string(), DEFAULT_PATH.to_string());
     if service.namespaces.uts {
