@@ -193,6 +193,24 @@ impl V1Freezer {
         Ok(self.state()? == "FROZEN")
     }
 
+    pub fn begin_set_frozen(&self, frozen: bool) -> Result<(), Error> {
+        fsops::write(&self.state, if frozen { "FROZEN" } else { "THAWED" })
+    }
+
+    /// Whether freezer.state says `frozen`; a group still FREEZING is asked again.
+    pub fn reached_frozen(&self, frozen: bool) -> Result<bool, Error> {
+        let want = if frozen { "FROZEN" } else { "THAWED" };
+        let state = self.state()?;
+        if state == want {
+            return Ok(true);
+        }
+        if frozen && state == "FREEZING" {
+            fsops::write(&self.state, want)?;
+            return Ok(self.state()? == want);
+        }
+        Ok(false)
+    }
+
     /// Writes `want` until freezer.state reports it; FREEZING means some task has not
     /// stopped yet, and writing FROZEN again retries those (as runc does).
     fn set_state(&self, want: &str, timeout: Duration) -> Result<bool, Error> {
@@ -316,6 +334,22 @@ impl Cgroup for V1Cgroup {
             Some(freezer) => freezer.is_frozen(),
             None => Ok(false),
         }
+    }
+
+    fn begin_set_frozen(&self, frozen: bool) -> Result<(), Error> {
+        self.freezer()?.begin_set_frozen(frozen)
+    }
+
+    fn reached_frozen(&self, frozen: bool) -> Result<bool, Error> {
+        self.freezer()?.reached_frozen(frozen)
+    }
+
+    fn events_file(&self) -> Option<std::fs::File> {
+        None
+    }
+
+    fn begin_kill(&self) -> Result<(), Error> {
+        killer::signal_all(&self.dirs()[0].join("cgroup.procs"))
     }
 
     fn kill_all(&self, timeout: Duration) -> Result<(), Error> {

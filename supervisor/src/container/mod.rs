@@ -17,11 +17,10 @@ mod spec;
 mod sys;
 mod user;
 
-pub use error::SpawnError;
 pub use handle::Container;
 pub use run::run_foreground;
 pub use setup::setup_main;
-pub use spawn::{spawn, SpawnRequest, Stdio};
+pub use spawn::{begin, Setup, SpawnRequest, Starting, Stdio};
 
 /// Removes the services' parent cgroup `parent` (and the levels above it that this
 /// process created) where nothing uses it any more.

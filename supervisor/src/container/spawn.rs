@@ -1,6 +1,7 @@
 //! Starting one service: resolve everything, create its cgroup, clone the
 //! child into new namespaces, place it in the cgroup while it sets itself up,
-//! and wait until its init has been exec'd or its setup failed.
+//! and learn (waiting, or later through `Starting`) whether its init has been
+//! exec'd or its setup failed.
 
 use std::ffi::{CString, OsString};
 use std::fs::File;
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use config::{Config, Service};
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::{pipe2, Pid};
@@ -48,7 +49,26 @@ pub struct SpawnRequest<'a> {
 
 /// Starts `req.service` and returns once its init runs (Ok) or its setup
 /// failed (Err, with the failed child already reaped and everything removed).
-pub fn spawn(mut req: SpawnRequest) -> Result<Container, SpawnError> {
+pub fn spawn(req: SpawnRequest) -> Result<Container, SpawnError> {
+    let mut starting = begin(req)?;
+    let outcome = wait_for_setup(&mut starting);
+    let pid = starting.pid();
+    let container = starting.into_container();
+    match outcome {
+        Ok(()) => Ok(container),
+        Err(err) => {
+            let _ = kill(pid, Signal::SIGKILL);
+            reap(pid);
+            // Best effort: the error that stopped the start is the one to report.
+            let _ = container.teardown();
+            Err(err)
+        }
+    }
+}
+
+/// Starts `req.service` without waiting for its setup: the returned handle
+/// says when it has finished ([`Starting::read`]). On Err nothing is left.
+pub fn begin(mut req: SpawnRequest) -> Result<Starting, SpawnError> {
     let kept = req.cgroup.take();
     // Before the writable layer is touched: it may belong to a running container.
     let claimed = ServiceLock::take(&req.config.state_dir, &req.service.name)
@@ -84,11 +104,113 @@ pub fn spawn(mut req: SpawnRequest) -> Result<Container, SpawnError> {
         _lock: lock,
     };
     match start(&req, &prepared.spec, &container, create) {
-        Ok(pid) => Ok(Container { pid, ..container }),
+        Ok((pid, error_pipe, released)) => Ok(Starting {
+            container: Container { pid, ..container },
+            error_pipe,
+            message: Vec::new(),
+            released,
+        }),
         Err(err) => {
             // Best effort: the error that stopped the start is the one to report.
             let _ = container.teardown();
             Err(err)
+        }
+    }
+}
+
+/// A container whose child is setting itself up. Its verdict comes over the
+/// error pipe: a one-line message, or end of file once init was exec'd.
+pub struct Starting {
+    container: Container,
+    error_pipe: File,
+    message: Vec<u8>,
+    /// Releasing the child failed because it closed its end: it died, and
+    /// this is the error if it said nothing.
+    released: Option<SpawnError>,
+}
+
+/// What the error pipe has said so far.
+#[derive(Debug)]
+pub enum Setup {
+    /// Nothing final yet.
+    Pending,
+    /// Init was exec'd.
+    Finished,
+    /// The child's message (it exits after sending it).
+    Failed(String),
+}
+
+impl Starting {
+    pub fn pid(&self) -> Pid {
+        self.container.pid
+    }
+
+    pub fn cgroup(&self) -> &dyn cgroups::Cgroup {
+        self.container.cgroup.as_ref()
+    }
+
+    /// The error pipe (non-blocking), for poll or epoll.
+    pub fn pipe(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.error_pipe.as_fd()
+    }
+
+    /// Reads what the error pipe holds now, without blocking.
+    pub fn read(&mut self) -> Setup {
+        let mut buf = [0u8; 512];
+        loop {
+            match self.error_pipe.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => self.message.extend_from_slice(&buf[..n]),
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return Setup::Pending,
+                Err(err) => {
+                    return Setup::Failed(format!("read the container's setup result: {err}"))
+                }
+            }
+        }
+        let message = String::from_utf8_lossy(&self.message).trim().to_string();
+        match (message.is_empty(), self.released.take()) {
+            (false, _) => Setup::Failed(message),
+            (true, Some(err)) => Setup::Failed(err.to_string()),
+            (true, None) => Setup::Finished,
+        }
+    }
+
+    /// The container, running once `read` said Finished; else for `teardown`
+    /// once its child has been reaped.
+    pub fn into_container(self) -> Container {
+        self.container
+    }
+}
+
+/// Waits (bounded) until the setup has finished or failed.
+fn wait_for_setup(starting: &mut Starting) -> Result<(), SpawnError> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let deadline = std::time::Instant::now() + SETUP_TIMEOUT;
+    loop {
+        match starting.read() {
+            Setup::Finished => return Ok(()),
+            Setup::Failed(message) => return Err(SpawnError::Setup(message)),
+            Setup::Pending => {}
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(SpawnError::Setup(format!(
+                "setup did not finish within {}s (pid {})",
+                SETUP_TIMEOUT.as_secs(),
+                starting.pid()
+            )));
+        }
+        let mut fds = [PollFd::new(starting.pipe(), PollFlags::POLLIN)];
+        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(source) => {
+                return Err(SpawnError::Sys {
+                    what: "wait for the container's setup",
+                    source,
+                })
+            }
         }
     }
 }
@@ -143,14 +265,15 @@ fn pipes(stdio: &Stdio, user_namespace: bool) -> Result<(Pipes, Vec<(i32, i32)>)
 }
 
 /// Creates the cgroup (unless kept from the previous run), clones the child
-/// and drives it to exec. On error the child (if any) has been killed and
-/// reaped; the caller tears down the rest.
+/// and releases it into its setup: its pid, its error pipe (non-blocking) and
+/// the error of a release the child cut short. On error the child (if any) has
+/// been killed and reaped; the caller tears down the rest.
 fn start(
     req: &SpawnRequest,
     spec: &SetupSpec,
     container: &Container,
     create_cgroup: bool,
-) -> Result<Pid, SpawnError> {
+) -> Result<(Pid, File, Option<SpawnError>), SpawnError> {
     let cgroup = &container.cgroup;
     if create_cgroup {
         cgroup.create(&resources(&req.service.limits))?;
@@ -180,7 +303,7 @@ fn start(
     .map_err(sys_error("clone the container's first process"))?;
     let Pipes {
         spec_write,
-        mut error_read,
+        error_read,
         sync_write,
         maps_written,
         child_ends,
@@ -203,20 +326,14 @@ fn start(
         }
         _ => {}
     }
+    if let Err(err) = fcntl(error_read.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)) {
+        let _ = kill(pid, Signal::SIGKILL);
+        reap(pid);
+        return Err(sys_error("make the error pipe non-blocking")(err));
+    }
     // The child's message, if any, explains a failure better than ours (a
     // closed pipe on our side is its death).
-    match (read_error(&mut error_read, pid), released) {
-        (Ok(None), Ok(())) => Ok(pid),
-        (Ok(Some(message)), _) => {
-            reap(pid);
-            Err(SpawnError::Setup(message))
-        }
-        (Err(err), _) | (Ok(None), Err(err)) => {
-            let _ = kill(pid, Signal::SIGKILL);
-            reap(pid);
-            Err(err)
-        }
-    }
+    Ok((pid, error_read, released.err()))
 }
 
 /// Sends the spec, maps users, joins the child to its cgroup (overlapped with
@@ -261,43 +378,6 @@ fn map_users(pid: Pid) -> Result<(), SpawnError> {
         std::fs::write(&path, "0 0 4294967295\n").map_err(io_error(format!("write {path}")))?;
     }
     Ok(())
-}
-
-/// Reads the error pipe until EOF (success: init was exec'd) or a message.
-fn read_error(pipe: &mut File, pid: Pid) -> Result<Option<String>, SpawnError> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let deadline = std::time::Instant::now() + SETUP_TIMEOUT;
-    let mut message = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];
-        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
-        match poll(&mut fds, timeout) {
-            Ok(0) => {
-                return Err(SpawnError::Setup(format!(
-                    "setup did not finish within {}s (pid {pid})",
-                    SETUP_TIMEOUT.as_secs()
-                )))
-            }
-            Ok(_) => {}
-            Err(Errno::EINTR) => continue,
-            Err(source) => {
-                return Err(SpawnError::Sys {
-                    what: "wait for the container's setup",
-                    source,
-                })
-            }
-        }
-        let mut buf = [0u8; 512];
-        match pipe.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => message.extend_from_slice(&buf[..n]),
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(io_error("read the container's setup result")(err)),
-        }
-    }
-    let message = String::from_utf8_lossy(&message).trim().to_string();
-    Ok((!message.is_empty()).then_some(message))
 }
 
 fn reap(pid: Pid) {

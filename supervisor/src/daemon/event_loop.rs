@@ -7,25 +7,26 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::Instant;
 
 use anyhow::Context;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::epoll::{EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Gid;
 
 use super::control::{self, Connection, Received};
+use super::lifecycle::Wait;
 use super::output::LogPipe;
+use super::poller::{Poller, CGROUP, CONNECTION, KINDS, PIPE, SETUP};
 use super::services::Services;
-use crate::protocol::Response;
+use crate::protocol::{ReloadReport, Response};
 
 const SIGNALS: u64 = 0;
 const LISTENER: u64 = 1;
-const CONNECTION: u64 = 1 << 62;
-const PIPE: u64 = 1 << 61;
 
 /// The signals the loop reads from its signalfd (blocked for normal delivery).
 pub fn handled_signals() -> SigSet {
@@ -41,16 +42,24 @@ pub fn handled_signals() -> SigSet {
     set
 }
 
-/// A client waiting for stops or restarts to finish before it gets its answer.
+/// A client waiting for services to get where it asked them to be.
 pub struct Waiter {
     pub stream: UnixStream,
-    pub names: Vec<String>,
-    /// Answer with an error for each named service that did not end up running.
-    pub expect_running: bool,
+    /// (service, what) still to come.
+    pub pending: Vec<(String, Wait)>,
+    /// One line per service that did not get there.
+    pub errors: Vec<String>,
+    /// What the answer is once everything has come.
+    pub reply: Reply,
+}
+
+pub enum Reply {
+    Done,
+    Reload(ReloadReport),
 }
 
 pub struct Daemon {
-    epoll: Epoll,
+    poller: Rc<Poller>,
     signals: SignalFd,
     listener: UnixListener,
     pub state_dir: PathBuf,
@@ -63,7 +72,6 @@ pub struct Daemon {
     pub waiters: Vec<Waiter>,
     pub shutdown_waiters: Vec<UnixStream>,
     pub shutting_down: bool,
-    next_token: u64,
 }
 
 impl Daemon {
@@ -73,6 +81,7 @@ impl Daemon {
         state_dir: PathBuf,
         state_dir_overridden: bool,
         gid: Option<Gid>,
+        poller: Rc<Poller>,
         services: Services,
     ) -> anyhow::Result<Self> {
         let signals = SignalFd::with_flags(
@@ -80,21 +89,14 @@ impl Daemon {
             SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
         )
         .context("signalfd")?;
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).context("epoll_create")?;
-        epoll
-            .add(
-                signals.as_fd(),
-                EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS),
-            )
+        poller
+            .add(signals.as_fd(), EpollFlags::EPOLLIN, SIGNALS)
             .context("epoll_ctl")?;
-        epoll
-            .add(
-                listener.as_fd(),
-                EpollEvent::new(EpollFlags::EPOLLIN, LISTENER),
-            )
+        poller
+            .add(listener.as_fd(), EpollFlags::EPOLLIN, LISTENER)
             .context("epoll_ctl")?;
         Ok(Daemon {
-            epoll,
+            poller,
             signals,
             listener,
             state_dir,
@@ -106,7 +108,6 @@ impl Daemon {
             waiters: Vec::new(),
             shutdown_waiters: Vec::new(),
             shutting_down: false,
-            next_token: 0,
         })
     }
 
@@ -122,7 +123,7 @@ impl Daemon {
             .collect();
         for name in autostart {
             // Failures are in status and the service's log; the others still start.
-            let _ = self.services.start(&name);
+            self.services.start(&name);
         }
         let mut events = vec![EpollEvent::empty(); 64];
         loop {
@@ -131,7 +132,7 @@ impl Daemon {
                 break;
             }
             let timeout = self.timeout();
-            let count = match self.epoll.wait(&mut events, timeout) {
+            let count = match self.poller.epoll.wait(&mut events, timeout) {
                 Ok(count) => count,
                 Err(Errno::EINTR) => continue,
                 Err(err) => return Err(err).context("epoll_wait"),
@@ -145,11 +146,10 @@ impl Daemon {
         Ok(())
     }
 
-    /// After any event: stops that may now proceed, answers that are ready,
-    /// new log pipes to watch.
+    /// After any event: starts and stops that may now proceed, new log pipes
+    /// to watch, answers that are ready.
     fn settle(&mut self) {
-        self.services.advance_stops();
-        self.services.drop_removed();
+        self.services.settle();
         for (service, fd) in std::mem::take(&mut self.services.new_pipes) {
             self.watch_pipe(service, fd);
         }
@@ -170,9 +170,13 @@ impl Daemon {
         match token {
             SIGNALS => self.read_signals(),
             LISTENER => self.accept(),
-            t if t & CONNECTION != 0 => self.read_connection(t),
-            t if t & PIPE != 0 => self.read_pipe(t),
-            _ => {}
+            t => match t & KINDS {
+                CONNECTION => self.read_connection(t),
+                PIPE => self.read_pipe(t),
+                SETUP => self.services.setup_readable(t),
+                CGROUP => self.services.cgroup_event(t),
+                _ => {}
+            },
         }
     }
 
@@ -185,11 +189,10 @@ impl Daemon {
                     Ok(Signal::SIGHUP) if self.shutting_down => {
                         log::info!("SIGHUP ignored: the daemon is shutting down");
                     }
-                    Ok(Signal::SIGHUP) => {
-                        if let Err(err) = self.reload() {
-                            log::error!("reload on SIGHUP: {err}");
-                        }
-                    }
+                    Ok(Signal::SIGHUP) => match self.reload() {
+                        Ok((report, _)) => log::info!("reload on SIGHUP: {report:?}"),
+                        Err(err) => log::error!("reload on SIGHUP: {err}"),
+                    },
                     Ok(signal) => {
                         log::info!("{signal}: stopping every service");
                         self.begin_shutdown();
@@ -221,11 +224,6 @@ impl Daemon {
         }
     }
 
-    fn token(&mut self, kind: u64) -> u64 {
-        self.next_token += 1;
-        kind | self.next_token
-    }
-
     fn accept(&mut self) {
         loop {
             let stream = match self.listener.accept() {
@@ -241,7 +239,7 @@ impl Daemon {
                 control::reply(stream, &Response::Error { message });
                 continue;
             }
-            let token = self.token(CONNECTION);
+            let token = self.poller.token(CONNECTION);
             let connection = match Connection::new(stream) {
                 Ok(connection) => connection,
                 Err(err) => {
@@ -249,10 +247,10 @@ impl Daemon {
                     continue;
                 }
             };
-            if let Err(err) = self.epoll.add(
-                connection.stream.as_fd(),
-                EpollEvent::new(EpollFlags::EPOLLIN, token),
-            ) {
+            if let Err(err) = self
+                .poller
+                .add(connection.stream.as_fd(), EpollFlags::EPOLLIN, token)
+            {
                 log::warn!("epoll_ctl: {err}");
                 continue;
             }
@@ -269,7 +267,7 @@ impl Daemon {
             return;
         }
         let connection = self.connections.remove(&token).expect("looked up above");
-        let _ = self.epoll.delete(connection.stream.as_fd());
+        self.poller.delete(connection.stream.as_fd());
         match received {
             Received::Request(request) => self.handle(connection.stream, request),
             Received::Invalid(message) => {
@@ -286,11 +284,8 @@ impl Daemon {
         ) {
             log::warn!("{service}: log pipe: {err}");
         }
-        let token = self.token(PIPE);
-        if let Err(err) = self
-            .epoll
-            .add(fd.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token))
-        {
+        let token = self.poller.token(PIPE);
+        if let Err(err) = self.poller.add(fd.as_fd(), EpollFlags::EPOLLIN, token) {
             log::warn!("{service}: watching its log pipe: {err}");
             return;
         }
@@ -303,7 +298,7 @@ impl Daemon {
         };
         if !pipe.drain(&mut self.services.logs) {
             let pipe = self.pipes.remove(&token).expect("looked up above");
-            let _ = self.epoll.delete(pipe.fd.as_fd());
+            self.poller.delete(pipe.fd.as_fd());
         }
     }
 
@@ -323,6 +318,10 @@ impl Daemon {
         let socket = control::socket_file(&self.state_dir);
         if let Err(err) = std::fs::remove_file(&socket) {
             log::warn!("removing {}: {err}", socket.display());
+        }
+        for waiter in self.waiters.drain(..) {
+            let message = "the daemon shut down".to_string();
+            control::reply(waiter.stream, &Response::Error { message });
         }
         for stream in self.shutdown_waiters.drain(..) {
             control::reply(stream, &Response::Done);

@@ -3,7 +3,9 @@
 
 mod control;
 mod event_loop;
+mod lifecycle;
 mod output;
+mod poller;
 mod reload;
 mod requests;
 mod services;
@@ -11,6 +13,7 @@ mod supervised;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::rc::Rc;
 
 use anyhow::Context;
 use nix::sys::signal::{sigprocmask, SigmaskHow};
@@ -62,8 +65,16 @@ pub fn run(config_path: &Path, state_dir: Option<PathBuf>) -> anyhow::Result<Exi
         "listening on {}",
         protocol::socket_path(&state_dir).display()
     );
-    let services = Services::new(config, LogFiles::new(logs_dir));
-    let daemon = Daemon::new(listener, state_dir.clone(), overridden, gid, services)?;
+    let poller = Rc::new(poller::Poller::new().context("epoll_create")?);
+    let services = Services::new(config, LogFiles::new(logs_dir), poller.clone());
+    let daemon = Daemon::new(
+        listener,
+        state_dir.clone(),
+        overridden,
+        gid,
+        poller,
+        services,
+    )?;
     let result = daemon.run();
     if result.is_err() {
         let _ = std::fs::remove_file(protocol::socket_path(&state_dir));
