@@ -607,6 +607,8 @@ fn transition(
             out.push(Action::Answer(Wait::Thaw, Err(error)));
             S::Frozen { since }
         }
+        // Asked again while under way: answered when it is done.
+        (s @ S::Freezing { .. }, E::Freeze) | (s @ S::Thawing { .. }, E::Thaw) => s,
         (s, e @ (E::Freeze | E::Thaw)) => {
             let wait = if e == E::Freeze {
                 Wait::Freeze
@@ -894,5 +896,411 @@ fn back_off(
     )));
     State::Backoff {
         until: deadline_after(now, delay),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Action as A;
+    use Event as E;
+    use State as S;
+
+    fn policy() -> Policy {
+        Policy {
+            restart: RestartPolicy::OnFailure,
+            restart_delay: Duration::from_millis(100),
+            restart_delay_max: Duration::from_millis(400),
+            restart_limit: None,
+            stop_signal: Signal::SIGTERM,
+            stop_timeout: Duration::from_secs(10),
+            autostart: true,
+        }
+    }
+
+    fn exit(code: i32) -> Exit {
+        Exit {
+            code,
+            signaled: false,
+            oom_killed: false,
+        }
+    }
+
+    fn ok(wait: Wait) -> Action {
+        A::Answer(wait, Ok(()))
+    }
+
+    fn err(wait: Wait, message: &str) -> Action {
+        A::Answer(wait, Err(message.into()))
+    }
+
+    fn log(line: &str) -> Action {
+        A::Log(line.into())
+    }
+
+    /// One row of the table: from `state`, on `event`, to `to` with `actions`.
+    fn check(
+        policy: &Policy,
+        row: usize,
+        state: State,
+        event: Event,
+        to: State,
+        actions: &[Action],
+        t0: Instant,
+    ) {
+        let life = Life {
+            state: state.clone(),
+            ..Life::new(policy)
+        };
+        let (after, out) = step(policy, life, event.clone(), t0);
+        assert_eq!(after.state, to, "row {row}: {state:?} on {event:?}");
+        assert_eq!(out, actions, "row {row}: {state:?} on {event:?}");
+    }
+
+    #[test]
+    fn every_transition() {
+        let p = policy();
+        let t0 = Instant::now();
+        let since = t0 - Duration::from_secs(1);
+        let later = t0 + Duration::from_secs(5);
+        let setup = t0 + SETUP_TIMEOUT;
+        let cg = t0 + CGROUP_TIMEOUT;
+        let stop_at = t0 + p.stop_timeout;
+        let backoff = S::Backoff { until: later };
+        let run = S::Running { since };
+        let frozen = S::Frozen { since };
+        let freezing = S::Freezing {
+            since,
+            deadline: later,
+        };
+        let thawing = S::Thawing {
+            since,
+            deadline: later,
+        };
+        let starting = S::Starting { deadline: later };
+        let failing = S::SetupFailing {
+            error: "no /x".into(),
+        };
+        let queued = |then, frozen| S::StopQueued { then, frozen };
+        let stopping = |then| S::Stopping {
+            then,
+            deadline: later,
+        };
+        let killing = |then| S::Killing { then };
+        let teardown = A::Teardown { keep_cgroup: false };
+        let stopped_log = log("exited with status 0: stopped");
+        #[rustfmt::skip]
+        let table: Vec<(State, Event, State, Vec<Action>)> = vec![
+            // Starting.
+            (S::Stopped, E::Start, S::Pending, vec![]),
+            (S::Exited, E::Restart, S::Pending, vec![]),
+            (S::Failed, E::Start, S::Pending, vec![]),
+            (S::Pending, E::Start, S::Pending, vec![]),
+            (backoff.clone(), E::Start, S::Pending, vec![]),
+            (backoff.clone(), E::Restart, S::Pending, vec![A::RemoveCgroup]),
+            (S::Pending, E::DependenciesUp, S::Starting { deadline: setup }, vec![A::Spawn]),
+            (S::Pending, E::DependencyFailed("db failed".into()), S::Stopped,
+                vec![log("db failed"), err(Wait::Start, "db failed")]),
+            (starting.clone(), E::SetupFinished { pid: 7 }, S::Running { since: t0 },
+                vec![log("started, pid 7"), ok(Wait::Start)]),
+            (starting.clone(), E::SetupFailed("no /x".into()), failing.clone(), vec![A::Signal(Signal::SIGKILL)]),
+            (starting.clone(), E::SetupTimedOut, S::SetupFailing { error: "setup did not finish within 30s".into() },
+                vec![A::KillGroup]),
+            (failing.clone(), E::InitExited(exit(1)), S::Backoff { until: t0 + p.restart_delay },
+                vec![log("failed to start: no /x"), err(Wait::Start, "no /x"), teardown.clone(), log("restarting in 0.1s")]),
+            (starting.clone(), E::InitExited(exit(1)), S::Backoff { until: t0 + p.restart_delay },
+                vec![log("failed to start: the setup process exited with status 1"),
+                     err(Wait::Start, "the setup process exited with status 1"), teardown.clone(), log("restarting in 0.1s")]),
+            (backoff.clone(), E::BackoffOver, S::Starting { deadline: setup }, vec![A::Spawn]),
+            // Already there.
+            (run.clone(), E::Start, run.clone(), vec![ok(Wait::Start)]),
+            (frozen.clone(), E::Start, frozen.clone(), vec![ok(Wait::Start)]),
+            (S::Stopped, E::Stop, S::Stopped, vec![ok(Wait::Stop)]),
+            (S::Failed, E::Stop, S::Failed, vec![ok(Wait::Stop)]),
+            (starting.clone(), E::Start, starting.clone(), vec![]),
+            // Stopping.
+            (S::Pending, E::Stop, S::Stopped, vec![err(Wait::Start, "stopped before it started"), ok(Wait::Stop)]),
+            (backoff.clone(), E::Stop, S::Stopped, vec![A::RemoveCgroup, log("pending restart cancelled"), ok(Wait::Stop)]),
+            (run.clone(), E::Stop, queued(After::Stay, false), vec![]),
+            (run.clone(), E::Restart, queued(After::Start, false), vec![err(Wait::Thaw, "restarted")]),
+            (thawing.clone(), E::Stop, queued(After::Stay, false), vec![err(Wait::Thaw, "stopped")]),
+            (frozen.clone(), E::Stop, queued(After::Stay, true), vec![]),
+            (frozen.clone(), E::Restart, queued(After::Start, true), vec![]),
+            (freezing.clone(), E::Stop, queued(After::Stay, true), vec![err(Wait::Freeze, "stopped while freezing")]),
+            (starting.clone(), E::Stop, killing(After::Stay), vec![A::KillGroup, err(Wait::Start, "stopped while starting")]),
+            (failing.clone(), E::Restart, killing(After::Start), vec![A::KillGroup, err(Wait::Start, "stopped while starting")]),
+            (queued(After::Start, true), E::Stop, queued(After::Stay, true), vec![]),
+            (queued(After::Stay, false), E::Start, queued(After::Start, false), vec![]),
+            (stopping(After::Start), E::Stop, stopping(After::Stay), vec![]),
+            (stopping(After::Stay), E::Restart, stopping(After::Start), vec![]),
+            (killing(After::Start), E::Stop, killing(After::Stay), vec![]),
+            (killing(After::Stay), E::Start, killing(After::Start), vec![]),
+            (queued(After::Stay, false), E::StopCleared, S::Stopping { then: After::Stay, deadline: stop_at },
+                vec![A::Signal(Signal::SIGTERM), log("stopping with SIGTERM, timeout 10s")]),
+            (queued(After::Start, true), E::StopCleared, S::Stopping { then: After::Start, deadline: stop_at },
+                vec![A::BeginThaw, A::Signal(Signal::SIGTERM), log("stopping with SIGTERM, timeout 10s")]),
+            (stopping(After::Stay), E::StopDeadline, killing(After::Stay),
+                vec![A::KillGroup, log("stop timeout: killing every process of its cgroup")]),
+            (stopping(After::Stay), E::InitExited(exit(0)), S::Stopped,
+                vec![stopped_log.clone(), teardown.clone(), ok(Wait::Stop), err(Wait::Start, "stopped")]),
+            (killing(After::Start), E::InitExited(exit(0)), S::Pending,
+                vec![stopped_log.clone(), teardown.clone(), ok(Wait::Stop)]),
+            (queued(After::Forget, false), E::InitExited(exit(0)), S::Stopped,
+                vec![stopped_log.clone(), teardown.clone(), ok(Wait::Stop),
+                     err(Wait::Start, "removed from the service list"), A::Forget]),
+            // Exits nobody asked for.
+            (run.clone(), E::InitExited(exit(0)), S::Exited,
+                vec![log("exited with status 0 after 1.0s"), teardown.clone()]),
+            (run.clone(), E::InitExited(exit(3)), S::Backoff { until: t0 + p.restart_delay },
+                vec![log("exited with status 3 after 1.0s"), A::Teardown { keep_cgroup: true }, log("restarting in 0.1s")]),
+            (run.clone(), E::InitExited(Exit { code: 137, signaled: false, oom_killed: true }),
+                S::Backoff { until: t0 + p.restart_delay },
+                vec![log("oom-killed (status 137) after 1.0s"), A::Teardown { keep_cgroup: true }, log("restarting in 0.1s")]),
+            (freezing.clone(), E::InitExited(exit(0)), S::Exited,
+                vec![err(Wait::Freeze, "it exited"), log("exited with status 0 after 1.0s"), teardown.clone()]),
+            (thawing.clone(), E::InitExited(exit(0)), S::Exited,
+                vec![err(Wait::Thaw, "it exited"), log("exited with status 0 after 1.0s"), teardown.clone()]),
+            (frozen.clone(), E::InitExited(exit(137)), S::Failed,
+                vec![log("exited with status 137 after 1.0s"), log("it was frozen: not restarted"), teardown.clone()]),
+            // Freezer.
+            (run.clone(), E::Freeze, S::Freezing { since, deadline: cg }, vec![A::BeginFreeze]),
+            (thawing.clone(), E::Freeze, S::Freezing { since, deadline: cg },
+                vec![err(Wait::Thaw, "frozen again"), A::BeginFreeze]),
+            (frozen.clone(), E::Freeze, frozen.clone(), vec![ok(Wait::Freeze)]),
+            (freezing.clone(), E::Freeze, freezing.clone(), vec![]),
+            (freezing.clone(), E::FreezeConfirmed, frozen.clone(), vec![log("frozen"), ok(Wait::Freeze)]),
+            (freezing.clone(), E::FreezeTimedOut, run.clone(),
+                vec![A::BeginThaw, log("freeze: did not freeze within 10s (thawed again)"),
+                     err(Wait::Freeze, "did not freeze within 10s (thawed again)")]),
+            (frozen.clone(), E::Thaw, S::Thawing { since, deadline: cg }, vec![A::BeginThaw]),
+            (freezing.clone(), E::Thaw, S::Thawing { since, deadline: cg },
+                vec![err(Wait::Freeze, "thawed before it froze"), A::BeginThaw]),
+            (run.clone(), E::Thaw, run.clone(), vec![ok(Wait::Thaw)]),
+            (thawing.clone(), E::Thaw, thawing.clone(), vec![]),
+            (thawing.clone(), E::ThawConfirmed, run.clone(), vec![log("thawed"), ok(Wait::Thaw)]),
+            (thawing.clone(), E::ThawTimedOut, frozen.clone(),
+                vec![log("thaw: did not thaw within 10s"), err(Wait::Thaw, "did not thaw within 10s")]),
+            (S::Stopped, E::Freeze, S::Stopped, vec![err(Wait::Freeze, "is not running (state stopped)")]),
+            (backoff.clone(), E::Thaw, backoff.clone(), vec![err(Wait::Thaw, "is not running (state backoff)")]),
+            (queued(After::Stay, false), E::Freeze, queued(After::Stay, false),
+                vec![err(Wait::Freeze, "is not running (state stopping)")]),
+            // Reload.
+            (run.clone(), E::Changed, queued(After::Start, false),
+                vec![log("definition changed: restarting"), err(Wait::Thaw, "restarted")]),
+            (frozen.clone(), E::Changed, queued(After::Start, true), vec![log("definition changed: restarting")]),
+            (starting.clone(), E::Changed, killing(After::Start),
+                vec![log("definition changed: restarting"), A::KillGroup, err(Wait::Start, "stopped while starting")]),
+            (backoff.clone(), E::Changed, S::Backoff { until: t0 + p.restart_delay }, vec![A::RemoveCgroup]),
+            (S::Failed, E::Changed, S::Pending, vec![log("definition changed: starting again")]),
+            (S::Exited, E::Changed, S::Exited, vec![]),
+            (S::Stopped, E::Changed, S::Stopped, vec![]),
+            (run.clone(), E::Removed, queued(After::Forget, false),
+                vec![log("removed from the service list: stopping")]),
+            (frozen.clone(), E::Removed, queued(After::Forget, true),
+                vec![log("removed from the service list: stopping")]),
+            (starting.clone(), E::Removed, killing(After::Forget),
+                vec![log("removed from the service list: stopping"), A::KillGroup, err(Wait::Start, "stopped while starting")]),
+            (queued(After::Start, true), E::Removed, queued(After::Forget, true),
+                vec![log("removed from the service list: stopping")]),
+            (stopping(After::Stay), E::Removed, stopping(After::Forget),
+                vec![log("removed from the service list: stopping")]),
+            (killing(After::Stay), E::Removed, killing(After::Forget),
+                vec![log("removed from the service list: stopping")]),
+            (S::Stopped, E::Removed, S::Stopped,
+                vec![err(Wait::Start, "removed from the service list"), ok(Wait::Stop), A::Forget]),
+            (backoff.clone(), E::Removed, S::Stopped,
+                vec![A::RemoveCgroup, err(Wait::Start, "removed from the service list"), ok(Wait::Stop), A::Forget]),
+            // Events a state has no use for.
+            (run.clone(), E::BackoffOver, run.clone(), vec![]),
+            (S::Stopped, E::InitExited(exit(0)), S::Stopped, vec![]),
+            (S::Exited, E::StopCleared, S::Exited, vec![]),
+            (frozen.clone(), E::SetupFinished { pid: 1 }, frozen.clone(), vec![]),
+        ];
+        for (row, (state, event, to, actions)) in table.into_iter().enumerate() {
+            check(&p, row, state, event, to, &actions, t0);
+        }
+    }
+
+    #[test]
+    fn a_failed_service_is_not_started_again_on_change_unless_autostart() {
+        let p = Policy {
+            autostart: false,
+            ..policy()
+        };
+        let life = Life {
+            state: S::Failed,
+            ..Life::new(&p)
+        };
+        let (life, out) = step(&p, life, E::Changed, Instant::now());
+        assert_eq!(life.state, S::Failed);
+        assert!(out.is_empty());
+    }
+
+    /// Crashes of a service that ran `ran` each, at `t`, `t + 1s`, ...
+    fn crash(p: &Policy, life: Life, at: Instant, ran: Duration) -> (Life, Vec<Action>) {
+        let life = Life {
+            state: S::Running { since: at - ran },
+            ..life
+        };
+        step(p, life, E::InitExited(exit(1)), at)
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_maximum_and_resets_after_a_good_run() {
+        let p = policy();
+        let t0 = Instant::now();
+        let mut life = Life::new(&p);
+        let mut waits = Vec::new();
+        for n in 0..4 {
+            let at = t0 + Duration::from_secs(n);
+            (life, _) = crash(&p, life, at, Duration::from_millis(10));
+            let S::Backoff { until } = life.state else {
+                panic!("{:?}", life.state)
+            };
+            waits.push((until - at).as_millis());
+        }
+        assert_eq!(waits, [100, 200, 400, 400]);
+        let at = t0 + Duration::from_secs(60);
+        (life, _) = crash(&p, life, at, RESET_BACKOFF_AFTER);
+        assert_eq!(
+            life.state,
+            S::Backoff {
+                until: at + p.restart_delay
+            }
+        );
+    }
+
+    #[test]
+    fn the_restart_limit_ends_in_failed_and_a_manual_start_resets_it() {
+        let p = Policy {
+            restart_limit: Some(config::RestartLimit {
+                count: 2,
+                window: Duration::from_secs(60),
+            }),
+            ..policy()
+        };
+        let t0 = Instant::now();
+        let ran = Duration::from_millis(10);
+        let mut life = Life::new(&p);
+        (life, _) = crash(&p, life, t0, ran);
+        assert!(matches!(life.state, S::Backoff { .. }));
+        (life, _) = crash(&p, life, t0 + Duration::from_secs(1), ran);
+        assert!(matches!(life.state, S::Backoff { .. }));
+        let out;
+        (life, out) = crash(&p, life, t0 + Duration::from_secs(2), ran);
+        assert_eq!(life.state, S::Failed);
+        assert!(out.contains(&log(
+            "restart limit reached (2 restarts within 60s): not restarting"
+        )));
+        assert_eq!(
+            life.last_exit.map(|e| (e.code, e.reason)),
+            Some((Some(1), ExitReason::Exited))
+        );
+        // Outside the window, the old restarts no longer count.
+        let mut later = life.clone();
+        later.state = S::Failed;
+        (later, _) = step(&p, later, E::Start, t0);
+        assert!(later.recent.is_empty());
+        let mut old = life.clone();
+        old.recent = vec![t0, t0];
+        (old, _) = crash(&p, old, t0 + Duration::from_secs(61), ran);
+        assert!(matches!(old.state, S::Backoff { .. }));
+    }
+
+    #[test]
+    fn exit_reasons_and_errors() {
+        let p = policy();
+        let t0 = Instant::now();
+        let life = Life::new(&p);
+        let (life, _) = step(
+            &p,
+            Life {
+                state: S::Running { since: t0 },
+                ..life
+            },
+            E::InitExited(Exit {
+                code: 137,
+                signaled: true,
+                oom_killed: false,
+            }),
+            t0,
+        );
+        assert_eq!(life.last_exit.unwrap().reason, ExitReason::Signaled);
+        let (life, _) = step(
+            &p,
+            Life {
+                state: S::SetupFailing {
+                    error: "bad".into(),
+                },
+                ..life
+            },
+            E::InitExited(exit(1)),
+            t0,
+        );
+        let last = life.last_exit.unwrap();
+        assert_eq!((last.code, last.reason), (None, ExitReason::SetupFailed));
+        assert_eq!(life.error.as_deref(), Some("bad"));
+        let (life, _) = step(
+            &p,
+            Life {
+                state: S::Stopping {
+                    then: After::Stay,
+                    deadline: t0,
+                },
+                ..life
+            },
+            E::InitExited(exit(143)),
+            t0,
+        );
+        assert_eq!(life.last_exit.unwrap().reason, ExitReason::Stopped);
+        // A start that succeeds clears the last start's error.
+        let (life, _) = step(
+            &p,
+            Life {
+                state: S::Starting { deadline: t0 },
+                ..life
+            },
+            E::SetupFinished { pid: 3 },
+            t0,
+        );
+        assert_eq!(life.error, None);
+    }
+
+    #[test]
+    fn automatic_restarts_are_counted() {
+        let p = policy();
+        let life = Life {
+            state: S::Backoff {
+                until: Instant::now(),
+            },
+            ..Life::new(&p)
+        };
+        let (life, _) = step(&p, life, E::BackoffOver, Instant::now());
+        assert_eq!(life.restarts, 1);
+    }
+
+    #[test]
+    fn status_words() {
+        use crate::protocol::State as W;
+        let t = Instant::now();
+        assert_eq!(S::Pending.word(), W::Starting);
+        assert_eq!(S::Starting { deadline: t }.word(), W::Starting);
+        assert_eq!(
+            S::Freezing {
+                since: t,
+                deadline: t
+            }
+            .word(),
+            W::Running
+        );
+        assert_eq!(
+            S::Thawing {
+                since: t,
+                deadline: t
+            }
+            .word(),
+            W::Frozen
+        );
+        assert_eq!(S::Killing { then: After::Stay }.word(), W::Stopping);
     }
 }
