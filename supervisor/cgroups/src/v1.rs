@@ -348,8 +348,14 @@ impl Cgroup for V1Cgroup {
         None
     }
 
+    /// SIGKILL to each pid; a frozen group is thawed after, since the v1
+    /// freezer holds even a killed task until then.
     fn begin_kill(&self) -> Result<(), Error> {
-        killer::signal_all(&self.dirs()[0].join("cgroup.procs"))
+        killer::signal_all(&self.dirs()[0].join("cgroup.procs"))?;
+        match &self.freezer {
+            Some(freezer) if !freezer.reached_frozen(false)? => freezer.begin_set_frozen(false),
+            _ => Ok(()),
+        }
     }
 
     fn kill_all(&self, timeout: Duration) -> Result<(), Error> {

@@ -94,9 +94,11 @@ pub enum State {
         then: After,
         deadline: Instant,
     },
-    /// Every process of its group was killed; waiting for its init's exit.
+    /// Every process of its group was killed; waiting for its init's exit,
+    /// until `deadline` (None: passed and reported, still waiting).
     Killing {
         then: After,
+        deadline: Option<Instant>,
     },
     /// Waiting to restart.
     Backoff {
@@ -161,7 +163,7 @@ impl State {
         match self {
             State::StopQueued { then, .. }
             | State::Stopping { then, .. }
-            | State::Killing { then } => Some(*then),
+            | State::Killing { then, .. } => Some(*then),
             _ => None,
         }
     }
@@ -173,6 +175,10 @@ impl State {
             State::Freezing { deadline, .. } => Some((*deadline, Event::FreezeTimedOut)),
             State::Thawing { deadline, .. } => Some((*deadline, Event::ThawTimedOut)),
             State::Stopping { deadline, .. } => Some((*deadline, Event::StopDeadline)),
+            State::Killing {
+                deadline: Some(deadline),
+                ..
+            } => Some((*deadline, Event::KillTimedOut)),
             State::Backoff { until } => Some((*until, Event::BackoffOver)),
             _ => None,
         }
@@ -243,6 +249,8 @@ pub enum Event {
     InitExited(Exit),
     BackoffOver,
     StopDeadline,
+    /// Killed, and its init has not exited within CGROUP_TIMEOUT.
+    KillTimedOut,
     FreezeConfirmed,
     FreezeTimedOut,
     ThawConfirmed,
@@ -471,6 +479,7 @@ fn transition(
                 } else {
                     After::Start
                 },
+                deadline: Some(deadline_after(now, CGROUP_TIMEOUT)),
             }
         }
         (S::StopQueued { frozen, .. }, E::Stop) => S::StopQueued {
@@ -489,8 +498,35 @@ fn transition(
             then: After::Start,
             deadline,
         },
-        (S::Killing { .. }, E::Stop) => S::Killing { then: After::Stay },
-        (S::Killing { .. }, E::Start | E::Restart) => S::Killing { then: After::Start },
+        (S::Killing { deadline, .. }, E::Stop) => S::Killing {
+            then: After::Stay,
+            deadline,
+        },
+        (S::Killing { deadline, .. }, E::Start | E::Restart) => S::Killing {
+            then: After::Start,
+            deadline,
+        },
+        (
+            S::Killing {
+                then,
+                deadline: Some(_),
+            },
+            E::KillTimedOut,
+        ) => {
+            // Something holds it (uninterruptible sleep, a v1 freezer): keep
+            // waiting for its exit, but tell whoever waits.
+            let error = format!(
+                "killed, but still there after {}s",
+                CGROUP_TIMEOUT.as_secs()
+            );
+            out.push(Action::Log(error.clone()));
+            out.push(Action::Answer(Wait::Stop, Err(error.clone())));
+            out.push(Action::Answer(Wait::Start, Err(error)));
+            S::Killing {
+                then,
+                deadline: None,
+            }
+        }
         (S::StopQueued { then, frozen }, E::StopCleared) => {
             if frozen {
                 // A frozen process keeps the signal pending until it is thawed.
@@ -511,10 +547,13 @@ fn transition(
             out.push(Action::Log(
                 "stop timeout: killing every process of its cgroup".into(),
             ));
-            S::Killing { then }
+            S::Killing {
+                then,
+                deadline: Some(deadline_after(now, CGROUP_TIMEOUT)),
+            }
         }
         (
-            S::StopQueued { then, .. } | S::Stopping { then, .. } | S::Killing { then },
+            S::StopQueued { then, .. } | S::Stopping { then, .. } | S::Killing { then, .. },
             E::InitExited(exit),
         ) => down(life, then, exit, now, out),
 
@@ -659,10 +698,11 @@ fn transition(
                 deadline,
             }
         }
-        (S::Killing { .. }, E::Removed) => {
+        (S::Killing { deadline, .. }, E::Removed) => {
             out.push(removed_note());
             S::Killing {
                 then: After::Forget,
+                deadline,
             }
         }
         (
@@ -680,8 +720,9 @@ fn transition(
                     then: After::Forget,
                     frozen,
                 },
-                S::Killing { .. } => S::Killing {
+                S::Killing { deadline, .. } => S::Killing {
                     then: After::Forget,
+                    deadline,
                 },
                 other => other,
             }
@@ -986,7 +1027,11 @@ mod tests {
             then,
             deadline: later,
         };
-        let killing = |then| S::Killing { then };
+        let kill_at = Some(cg);
+        let killing = |then| S::Killing {
+            then,
+            deadline: kill_at,
+        };
         let teardown = A::Teardown { keep_cgroup: false };
         let stopped_log = log("exited with status 0: stopped");
         #[rustfmt::skip]
@@ -1039,6 +1084,11 @@ mod tests {
                 vec![A::Signal(Signal::SIGTERM), log("stopping with SIGTERM, timeout 10s")]),
             (queued(After::Start, true), E::StopCleared, S::Stopping { then: After::Start, deadline: stop_at },
                 vec![A::BeginThaw, A::Signal(Signal::SIGTERM), log("stopping with SIGTERM, timeout 10s")]),
+            (killing(After::Start), E::KillTimedOut, S::Killing { then: After::Start, deadline: None },
+                vec![log("killed, but still there after 10s"), err(Wait::Stop, "killed, but still there after 10s"),
+                     err(Wait::Start, "killed, but still there after 10s")]),
+            (S::Killing { then: After::Stay, deadline: None }, E::KillTimedOut,
+                S::Killing { then: After::Stay, deadline: None }, vec![]),
             (stopping(After::Stay), E::StopDeadline, killing(After::Stay),
                 vec![A::KillGroup, log("stop timeout: killing every process of its cgroup")]),
             (stopping(After::Stay), E::InitExited(exit(0)), S::Stopped,
@@ -1301,6 +1351,13 @@ mod tests {
             .word(),
             W::Frozen
         );
-        assert_eq!(S::Killing { then: After::Stay }.word(), W::Stopping);
+        assert_eq!(
+            S::Killing {
+                then: After::Stay,
+                deadline: None
+            }
+            .word(),
+            W::Stopping
+        );
     }
 }
