@@ -20,8 +20,9 @@ use nix::unistd::Gid;
 
 use super::control::{self, Connection, Received};
 use super::lifecycle::Wait;
+use super::outbox::{Outgoing, CLIENT_TIMEOUT};
 use super::output::LogPipe;
-use super::poller::{Poller, CGROUP, CONNECTION, KINDS, PIPE, SETUP};
+use super::poller::{Poller, CGROUP, CONNECTION, KINDS, PIPE, REPLY, SETUP};
 use super::services::Services;
 use crate::protocol::{ReloadReport, Response};
 
@@ -67,7 +68,10 @@ pub struct Daemon {
     pub state_dir_overridden: bool,
     pub gid: Option<Gid>,
     pub services: Services,
-    connections: HashMap<u64, Connection>,
+    /// Clients until their request is complete, with when they connected.
+    connections: HashMap<u64, (Connection, Instant)>,
+    /// Answers the clients' sockets have not taken yet.
+    outgoing: HashMap<u64, Outgoing>,
     pipes: HashMap<u64, LogPipe>,
     pub waiters: Vec<Waiter>,
     pub shutdown_waiters: Vec<UnixStream>,
@@ -104,6 +108,7 @@ impl Daemon {
             gid,
             services,
             connections: HashMap::new(),
+            outgoing: HashMap::new(),
             pipes: HashMap::new(),
             waiters: Vec::new(),
             shutdown_waiters: Vec::new(),
@@ -141,6 +146,7 @@ impl Daemon {
                 self.dispatch(event.data());
             }
             self.services.run_timers(Instant::now());
+            self.expire_clients(Instant::now());
         }
         self.finish();
         Ok(())
@@ -158,7 +164,18 @@ impl Daemon {
 
     /// Until the nearest deadline, rounded up to whole milliseconds; none: forever.
     fn timeout(&self) -> EpollTimeout {
-        let Some(deadline) = self.services.next_deadline() else {
+        let clients = self
+            .connections
+            .values()
+            .map(|(_, since)| *since + CLIENT_TIMEOUT)
+            .chain(self.outgoing.values().map(|o| o.deadline));
+        let Some(deadline) = self
+            .services
+            .next_deadline()
+            .into_iter()
+            .chain(clients)
+            .min()
+        else {
             return EpollTimeout::NONE;
         };
         let left = deadline.saturating_duration_since(Instant::now());
@@ -174,6 +191,7 @@ impl Daemon {
                 CONNECTION => self.read_connection(t),
                 PIPE => self.read_pipe(t),
                 SETUP => self.services.setup_readable(t),
+                REPLY => self.write_reply(t),
                 CGROUP => self.services.cgroup_event(t),
                 _ => {}
             },
@@ -236,7 +254,7 @@ impl Daemon {
                 }
             };
             if let Err(message) = control::peer_allowed(&stream, self.gid) {
-                control::reply(stream, &Response::Error { message });
+                self.reply(stream, &Response::Error { message });
                 continue;
             }
             let token = self.poller.token(CONNECTION);
@@ -254,24 +272,24 @@ impl Daemon {
                 log::warn!("epoll_ctl: {err}");
                 continue;
             }
-            self.connections.insert(token, connection);
+            self.connections.insert(token, (connection, Instant::now()));
         }
     }
 
     fn read_connection(&mut self, token: u64) {
-        let Some(connection) = self.connections.get_mut(&token) else {
+        let Some((connection, _)) = self.connections.get_mut(&token) else {
             return;
         };
         let received = connection.read();
         if let Received::Partial = received {
             return;
         }
-        let connection = self.connections.remove(&token).expect("looked up above");
+        let (connection, _) = self.connections.remove(&token).expect("looked up above");
         self.poller.delete(connection.stream.as_fd());
         match received {
             Received::Request(request) => self.handle(connection.stream, request),
             Received::Invalid(message) => {
-                control::reply(connection.stream, &Response::Error { message })
+                self.reply(connection.stream, &Response::Error { message })
             }
             Received::Partial => {}
         }
@@ -302,6 +320,68 @@ impl Daemon {
         }
     }
 
+    /// Sends `response` and closes: at once if the socket takes it, else as
+    /// the client reads (EPOLLOUT).
+    pub fn reply(&mut self, stream: UnixStream, response: &Response) {
+        if let Err(err) = stream.set_nonblocking(true) {
+            log::debug!("answering a client: {err}");
+            return;
+        }
+        let mut outgoing = Outgoing::new(stream, response);
+        if outgoing.flush() {
+            return;
+        }
+        let token = self.poller.token(REPLY);
+        match self
+            .poller
+            .add(outgoing.stream.as_fd(), EpollFlags::EPOLLOUT, token)
+        {
+            Ok(()) => {
+                self.outgoing.insert(token, outgoing);
+            }
+            Err(err) => log::warn!("epoll_ctl: {err}"),
+        }
+    }
+
+    fn write_reply(&mut self, token: u64) {
+        let Some(outgoing) = self.outgoing.get_mut(&token) else {
+            return;
+        };
+        if outgoing.flush() {
+            let outgoing = self.outgoing.remove(&token).expect("looked up above");
+            self.poller.delete(outgoing.stream.as_fd());
+        }
+    }
+
+    /// Drops clients that have not sent their request, or read their answer,
+    /// within CLIENT_TIMEOUT: they cannot hold the daemon's descriptors.
+    fn expire_clients(&mut self, now: Instant) {
+        let late: Vec<u64> = self
+            .connections
+            .iter()
+            .filter(|(_, (_, since))| now >= *since + CLIENT_TIMEOUT)
+            .map(|(token, _)| *token)
+            .collect();
+        for token in late {
+            if let Some((connection, _)) = self.connections.remove(&token) {
+                self.poller.delete(connection.stream.as_fd());
+                log::debug!("dropping a client that sent no whole request");
+            }
+        }
+        let late: Vec<u64> = self
+            .outgoing
+            .iter()
+            .filter(|(_, o)| now >= o.deadline)
+            .map(|(token, _)| *token)
+            .collect();
+        for token in late {
+            if let Some(outgoing) = self.outgoing.remove(&token) {
+                self.poller.delete(outgoing.stream.as_fd());
+                log::debug!("dropping a client that did not read its answer");
+            }
+        }
+    }
+
     /// Reads what every log pipe holds now; forgets the pipes at end of stream.
     fn drain_pipes(&mut self) {
         let tokens: Vec<u64> = self.pipes.keys().copied().collect();
@@ -319,9 +399,16 @@ impl Daemon {
         if let Err(err) = std::fs::remove_file(&socket) {
             log::warn!("removing {}: {err}", socket.display());
         }
+        // The last answers may wait for nobody: written blocking, bounded.
         for waiter in self.waiters.drain(..) {
             let message = "the daemon shut down".to_string();
             control::reply(waiter.stream, &Response::Error { message });
+        }
+        for (_, outgoing) in self.outgoing.drain() {
+            let mut outgoing = outgoing;
+            let _ = outgoing.stream.set_nonblocking(false);
+            let _ = outgoing.stream.set_write_timeout(Some(CLIENT_TIMEOUT));
+            outgoing.flush();
         }
         for stream in self.shutdown_waiters.drain(..) {
             control::reply(stream, &Response::Done);

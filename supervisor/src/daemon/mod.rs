@@ -4,6 +4,7 @@
 mod control;
 mod event_loop;
 mod lifecycle;
+mod outbox;
 mod output;
 mod poller;
 mod reload;

@@ -11,7 +11,8 @@ pub const CONNECTION: u64 = 1 << 62;
 pub const PIPE: u64 = 1 << 61;
 pub const SETUP: u64 = 1 << 60;
 pub const CGROUP: u64 = 1 << 59;
-pub const KINDS: u64 = CONNECTION | PIPE | SETUP | CGROUP;
+pub const REPLY: u64 = 1 << 58;
+pub const KINDS: u64 = CONNECTION | PIPE | SETUP | CGROUP | REPLY;
 
 pub struct Poller {
     pub epoll: Epoll,

@@ -15,7 +15,7 @@ impl Daemon {
     pub fn handle(&mut self, stream: UnixStream, request: Request) {
         log::debug!("request: {request:?}");
         if let Err(message) = self.services.check_names(named(&request)) {
-            control::reply(stream, &Response::Error { message });
+            self.reply(stream, &Response::Error { message });
             return;
         }
         let response = match request {
@@ -53,7 +53,7 @@ impl Daemon {
             Request::Thaw { names } => return self.each(stream, &names, Wait::Thaw, Event::Thaw),
             Request::Reload { path } => {
                 if let Err(message) = self.same_file(path.as_deref()) {
-                    control::reply(stream, &Response::Error { message });
+                    self.reply(stream, &Response::Error { message });
                     return;
                 }
                 match self.reload() {
@@ -71,7 +71,7 @@ impl Daemon {
                 }
             }
         };
-        control::reply(stream, &response);
+        self.reply(stream, &response);
     }
 
     /// Parks the client until every named service has answered `wait`.
@@ -176,7 +176,7 @@ impl Daemon {
                     message: waiter.errors.join("; "),
                 },
             };
-            control::reply(waiter.stream, &response);
+            self.reply(waiter.stream, &response);
         }
     }
 }
