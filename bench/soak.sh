@@ -87,9 +87,13 @@ for c in $(seq 0 $((CYCLES - 1))); do
     sv freeze "$s"
     sv thaw "$s"
     old=$(pid_of "$s")
-    main=$(awk '{ print $1 }' "/proc/$old/task/$old/children")
-    kill -KILL "$main"
+    # Its init may not have started the command yet.
     deadline=$((SECONDS + 30))
+    until main=$(awk '{ print $1 }' "/proc/$old/task/$old/children") && [ -n "$main" ]; do
+        [ $SECONDS -lt $deadline ] || { echo "soak: $s has no command" >&2; exit 1; }
+        sleep 0.01
+    done
+    kill -KILL "$main"
     until [ "$(state_of "$s")" = running ] && [ "$(pid_of "$s")" != "$old" ]; do
         [ $SECONDS -lt $deadline ] || { echo "soak: $s did not restart" >&2; exit 1; }
         sleep 0.01
