@@ -1359,10 +1359,16 @@ fn a_crash_loop_shows_its_times_and_ends_at_its_restart_limit() {
     restart_delay: 300ms
     restart_delay_max: 300ms
     restart_limit: {count: 2, window: 60s}
+  waits:
+    image: ROOTFS
+    command: exit 3
+    restart: always
+    restart_delay: 1h
+    restart_delay_max: 1h
 ",
     );
     f.start_daemon();
-    let backoff = f.wait_state("crash", "backoff");
+    let backoff = f.wait_state("waits", "backoff");
     assert_eq!(backoff["exit_reason"], "exited", "{backoff}");
     assert_eq!(backoff["exit_code"], 3, "{backoff}");
     let exited = backoff["last_exit_at"].as_str().unwrap().to_string();
