@@ -144,6 +144,9 @@ impl Daemon {
             };
             for event in &events[..count] {
                 self.dispatch(event.data());
+                // The next client of this batch sees what this event started
+                // (a start's spawn, not only its request).
+                self.settle();
             }
             self.services.run_timers(Instant::now());
             self.expire_clients(Instant::now());
