@@ -163,6 +163,12 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_without_a_path_is_still_understood() {
+        let old: Request = serde_json::from_str(r#"{"op":"reload"}"#).unwrap();
+        assert_eq!(old, Request::Reload { path: None });
+    }
+
+    #[test]
     fn states_are_lowercase_words() {
         assert_eq!(
             serde_json::to_string(&State::Backoff).unwrap(),
