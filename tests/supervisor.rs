@@ -1562,6 +1562,40 @@ fn many_clients_at_once_good_bad_and_silent_are_all_handled() {
         assert!(Instant::now() < deadline, "connections left open");
         sleep(Duration::from_millis(50));
     }
+    // Out of descriptors, the daemon makes room by dropping the client that
+    // has waited longest without a request, and answers the next one.
+    let limit = open_fds(daemon) + 10;
+    let soft = fs::read_to_string(format!("/proc/{daemon}/limits"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3).map(String::from))
+        .unwrap();
+    // The soft limit only: lowering the hard one could not be undone.
+    let set_limit = |n: &str| {
+        let out = Command::new("prlimit")
+            .arg(format!("--pid={daemon}"))
+            .arg(format!("--nofile={n}:"))
+            .output()
+            .expect("prlimit (util-linux) is needed");
+        assert!(out.status.success(), "{out:?}");
+    };
+    set_limit(&limit.to_string());
+    let crowd: Vec<UnixStream> = (0..20).map(|_| connect()).collect();
+    let deadline = Instant::now() + WAIT;
+    while open_fds(daemon) < limit {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never filled its descriptors"
+        );
+        sleep(Duration::from_millis(20));
+    }
+    let status = f.ok(&["status", "web"]);
+    assert!(status.contains("web"), "{status}");
+    assert!(f.daemon_stderr().contains("out of descriptors"));
+    drop(crowd);
+    set_limit(&soft);
+
     // A client that never sends is dropped after a while: it cannot hold a
     // descriptor of the daemon for ever.
     let mut silent = connect();

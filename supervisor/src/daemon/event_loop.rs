@@ -251,6 +251,17 @@ impl Daemon {
                 Ok((stream, _)) => stream,
                 Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                // Out of descriptors: the client that has waited longest without
+                // sending a whole request makes room (else the listener, still
+                // readable, would wake the loop at once, again and again).
+                Err(err)
+                    if matches!(
+                        Errno::from_raw(err.raw_os_error().unwrap_or(0)),
+                        Errno::EMFILE | Errno::ENFILE
+                    ) && self.drop_oldest_connection() =>
+                {
+                    continue
+                }
                 Err(err) => {
                     log::warn!("accept: {err}");
                     return;
@@ -354,6 +365,24 @@ impl Daemon {
             let outgoing = self.outgoing.remove(&token).expect("looked up above");
             self.poller.delete(outgoing.stream.as_fd());
         }
+    }
+
+    /// Closes the connection that has waited longest for its request; false
+    /// if there is none.
+    fn drop_oldest_connection(&mut self) -> bool {
+        let Some(token) = self
+            .connections
+            .iter()
+            .min_by_key(|(_, (_, since))| *since)
+            .map(|(token, _)| *token)
+        else {
+            return false;
+        };
+        if let Some((connection, _)) = self.connections.remove(&token) {
+            self.poller.delete(connection.stream.as_fd());
+        }
+        log::warn!("out of descriptors: dropped the oldest client without a request");
+        true
     }
 
     /// Drops clients that have not sent their request, or read their answer,
