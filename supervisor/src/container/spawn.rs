@@ -169,7 +169,8 @@ impl Starting {
             }
         }
         let message = String::from_utf8_lossy(&self.message).trim().to_string();
-        match (message.is_empty(), self.released.take()) {
+        // The same verdict however often it is asked.
+        match (message.is_empty(), &self.released) {
             (false, _) => Setup::Failed(message),
             (true, Some(err)) => Setup::Failed(err.to_string()),
             (true, None) => Setup::Finished,
