@@ -774,3 +774,57 @@ fn device_policy_allows_only_the_listed_devices() {
         assert_eq!(open.wait(pid).code(), Some(0), "{driver:?}");
     }
 }
+
+/// Waits (bounded) until the freezer has reached `frozen`: woken by
+/// cgroup.events (POLLPRI) where the backend offers it, else looking again.
+fn wait_reached(group: &TestGroup, frozen: bool) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::io::{Read, Seek, SeekFrom};
+    let mut events = group.cg.events_file();
+    let deadline = Instant::now() + BOUND;
+    while !group.cg.reached_frozen(frozen).expect("reached_frozen") {
+        assert!(Instant::now() < deadline, "freezer never reached {frozen}");
+        match &mut events {
+            Some(file) => {
+                let mut fds = [PollFd::new(
+                    std::os::fd::AsFd::as_fd(&*file),
+                    PollFlags::POLLPRI,
+                )];
+                let _ = poll(&mut fds, PollTimeout::from(100u8));
+                // Reading re-arms the notification.
+                let mut text = String::new();
+                let _ = file
+                    .seek(SeekFrom::Start(0))
+                    .and_then(|_| file.read_to_string(&mut text));
+            }
+            None => sleep(Duration::from_millis(1)),
+        }
+    }
+}
+
+#[test]
+fn freeze_thaw_and_kill_without_waiting() {
+    for driver in drivers() {
+        let mut group = TestGroup::create(driver, &Resources::default());
+        assert_eq!(
+            group.cg.events_file().is_some(),
+            uses_unified(driver),
+            "{driver:?}"
+        );
+        let pid = group.spawn("sleep 1000 & exec sleep 1000");
+        wait_until("two sleeps in the group", || group.procs().len() >= 2);
+        group.cg.begin_set_frozen(true).expect("begin freeze");
+        wait_reached(&group, true);
+        assert!(group.cg.is_frozen().expect("is_frozen"), "{driver:?}");
+        group.cg.begin_set_frozen(false).expect("begin thaw");
+        wait_reached(&group, false);
+        assert!(!group.cg.is_frozen().expect("is_frozen"), "{driver:?}");
+
+        // A kill takes effect on a frozen group too (v1: thawed after the signals).
+        group.cg.begin_set_frozen(true).expect("begin freeze");
+        wait_reached(&group, true);
+        group.cg.begin_kill().expect("begin_kill");
+        wait_until("the group is empty", || group.procs().is_empty());
+        assert_eq!(group.wait(pid).signal(), Some(9), "{driver:?}");
+    }
+}

@@ -21,7 +21,7 @@ cargo test --workspace
 test_binary() {
     local bin
     bin=$(cargo test -p integration-tests --test "$1" --no-run --message-format=json 2>/dev/null |
-        sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
+        sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | grep "/deps/$1-" | tail -n 1)
     [ -n "$bin" ] || { echo "tests/run.sh: no test binary for $1" >&2; exit 1; }
     echo "$bin"
 }

@@ -1665,3 +1665,399 @@ fn stats_are_the_values_the_service_made_and_add_up_across_restarts() {
     assert_eq!(svc["pids_current"], 7, "{svc}");
     f.shutdown_with(Stop::Signal(Signal::SIGTERM), &["stats"]);
 }
+
+/// The group `parent/name` created ahead of the daemon and frozen, in the
+/// freezer the daemon uses on this host (unified if mounted, else v1), so that
+/// the service's setup stops in the kernel as soon as it joins the group.
+/// Returns the file to write and the value that thaws it.
+fn frozen_group(parent: &str, name: &str) -> (PathBuf, &'static str) {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mount = |fstype: &str, option: Option<&str>| {
+        mountinfo.lines().find_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let mut fields = right.split(' ');
+            let ok = fields.next() == Some(fstype)
+                && option
+                    .is_none_or(|o| fields.nth(1).is_some_and(|s| s.split(',').any(|x| x == o)));
+            ok.then(|| PathBuf::from(left.split(' ').nth(4).unwrap()))
+        })
+    };
+    let (dir, file, frozen, thawed) = match mount("cgroup2", None) {
+        Some(root) => (root.join(parent).join(name), "cgroup.freeze", "1", "0"),
+        None => {
+            let root = mount("cgroup", Some("freezer")).expect("no freezer on this host");
+            (
+                root.join(parent).join(name),
+                "freezer.state",
+                "FROZEN",
+                "THAWED",
+            )
+        }
+    };
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join(file), frozen).unwrap();
+    (dir.join(file), thawed)
+}
+
+/// Starts `supervisor ARGS` without waiting for it.
+fn cli_background(f: &Fixture, args: &[&str]) -> Child {
+    Command::new(bin("supervisor"))
+        .arg("--state-dir")
+        .arg(&f.state)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn status_stop_and_other_services_are_served_while_a_setup_hangs() {
+    let mut f = Fixture::new(
+        "  stuck:
+    image: ROOTFS
+    command: exec sleep 1000
+    autostart: false
+  other:
+    image: ROOTFS
+    command: exec sleep 1000
+",
+    );
+    let (freeze_file, thawed) = frozen_group(&f.cgroup_parent, "stuck");
+    f.start_daemon();
+    let other = f.pid("other");
+    let mut start = cli_background(&f, &["start", "stuck"]);
+    // `starting` is real: the setup runs (here: hangs) while the daemon serves.
+    let stuck = f.wait_state("stuck", "starting");
+    assert!(stuck["pid"].as_i64().is_some(), "{stuck}");
+    f.ok(&["restart", "other"]);
+    let restarted = f.pid("other");
+    assert_ne!(restarted, other);
+    f.ok(&["freeze", "other"]);
+    f.ok(&["thaw", "other"]);
+    assert!(start.try_wait().unwrap().is_none(), "start answered early");
+    assert_eq!(f.service("stuck")["state"], "starting");
+
+    // Released, its setup finishes and the waiting client gets its answer.
+    fs::write(&freeze_file, thawed).unwrap();
+    let status = wait_child(&mut start);
+    assert!(status.success(), "{:?}", start.wait_with_output());
+    f.wait_state("stuck", "running");
+
+    // A stop while a setup hangs kills it at once.
+    f.ok(&["stop", "stuck"]);
+    let (freeze_file, thawed) = frozen_group(&f.cgroup_parent, "stuck");
+    let mut start = cli_background(&f, &["start", "stuck"]);
+    f.wait_state("stuck", "starting");
+    f.ok(&["stop", "stuck"]);
+    let out = {
+        wait_child(&mut start);
+        start.wait_with_output().unwrap()
+    };
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stopped while starting"),
+        "{out:?}"
+    );
+    assert_eq!(f.service("stuck")["state"], "stopped");
+    // The group is gone with the run; nothing of the frozen one is left to thaw.
+    let _ = fs::write(&freeze_file, thawed);
+    f.shutdown();
+}
+
+#[test]
+fn an_oom_killed_service_says_so_and_keeps_its_last_accounting() {
+    let services = "  hog:
+    image: ROOTFS
+    command: exec tail -c 67108864 /dev/zero
+    restart: never
+    limits:
+      memory: 16M
+";
+    let mut f = Fixture::new(services);
+    f.start_daemon();
+    let hog = f.wait_state("hog", "failed");
+    assert_eq!(hog["exit_code"], 137, "{hog}");
+    assert_eq!(hog["exit_reason"], "oom_killed", "{hog}");
+    assert!(hog["oom_kills"].as_u64() >= Some(1), "{hog}");
+    assert!(hog["memory_peak_bytes"].as_u64() > Some(1 << 20), "{hog}");
+    assert!(hog["cpu_usage_us"].as_u64().is_some(), "{hog}");
+    assert!(hog["last_exit_at"].as_str().is_some(), "{hog}");
+    assert!(hog["pid"].is_null(), "{hog}");
+    assert!(f
+        .log("hog")
+        .contains("[supervisor] oom-killed (status 137)"));
+    let table = f.ok(&["status"]);
+    assert!(table.contains("137 oom_killed"), "{table}");
+    f.shutdown();
+
+    // `supervisor run` says so on stderr.
+    let out = Command::new(bin("supervisor"))
+        .args(["run", "-c"])
+        .arg(&f.config)
+        .arg("hog")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(137), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the OOM killer killed"), "{stderr}");
+    assert_no_cgroup(&f.cgroup_parent);
+}
+
+#[test]
+fn a_crash_loop_shows_its_times_and_ends_at_its_restart_limit() {
+    let mut f = Fixture::new(
+        "  crash:
+    image: ROOTFS
+    command: exit 3
+    restart: always
+    restart_delay: 300ms
+    restart_delay_max: 300ms
+    restart_limit: {count: 2, window: 60s}
+  waits:
+    image: ROOTFS
+    command: exit 3
+    restart: always
+    restart_delay: 1h
+    restart_delay_max: 1h
+",
+    );
+    f.start_daemon();
+    let backoff = f.wait_state("waits", "backoff");
+    assert_eq!(backoff["exit_reason"], "exited", "{backoff}");
+    assert_eq!(backoff["exit_code"], 3, "{backoff}");
+    let exited = backoff["last_exit_at"].as_str().unwrap().to_string();
+    let retry = backoff["next_retry_at"].as_str().unwrap().to_string();
+    // RFC 3339 in UTC: the retry comes after the exit.
+    assert!(exited.ends_with('Z') && retry > exited, "{backoff}");
+    let failed = f.wait_state("crash", "failed");
+    assert_eq!(failed["restarts"], 2, "{failed}");
+    assert!(failed["next_retry_at"].is_null(), "{failed}");
+    assert!(f.log("crash").contains("restart limit reached"));
+    // It stays failed: no more restarts.
+    sleep(Duration::from_secs(1));
+    assert_eq!(f.service("crash")["restarts"], 2);
+
+    // A manual start resets the count: two more automatic restarts.
+    let out = f.cli(&["start", "crash"]);
+    assert!(out.status.success(), "{out:?}");
+    f.wait_for("crash", "failed again", |s| {
+        s["state"] == "failed" && s["restarts"] == 4
+    });
+    f.shutdown();
+}
+
+#[test]
+fn reload_reports_what_it_did_refuses_another_file_and_restarts_a_failed_service() {
+    let mut f = Fixture::new(
+        "  keep:
+    image: ROOTFS
+    command: exec sleep 1000
+  broken:
+    image: ROOTFS
+    command: exec sleep 1000
+    workdir: /nonexistent
+    restart: never
+  gone:
+    image: ROOTFS
+    command: exec sleep 1000
+",
+    );
+    f.start_daemon();
+    f.wait_state("broken", "failed");
+    f.pid("gone");
+
+    // Another file than the daemon's is refused, naming the daemon's.
+    let other = f.dir.path().join("other.yaml");
+    fs::copy(&f.config, &other).unwrap();
+    let out = Command::new(bin("supervisor"))
+        .args(["reload", "-c"])
+        .arg(&other)
+        .env_remove("SUPERVISOR_STATE_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&f.config.display().to_string()) && stderr.contains("other.yaml"),
+        "{stderr}"
+    );
+    // Its own file through -c is fine.
+    let out = Command::new(bin("supervisor"))
+        .args(["reload", "-c"])
+        .arg(&f.config)
+        .env_remove("SUPERVISOR_STATE_DIR")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("unchanged: keep broken gone"), "{stdout}");
+
+    // The failed service, fixed, starts again; an added one that cannot start fails the reload.
+    f.write_config(
+        "  keep:
+    image: ROOTFS
+    command: exec sleep 1000
+  broken:
+    image: ROOTFS
+    command: exec sleep 1000
+    restart: never
+  added:
+    image: ROOTFS
+    command: exec sleep 1000
+    workdir: /missing
+    restart: never
+",
+    );
+    let out = f.cli(&["reload"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("added: added"), "{stdout}");
+    assert!(stdout.contains("restarted: broken"), "{stdout}");
+    assert!(stdout.contains("removed: gone"), "{stdout}");
+    assert!(stdout.contains("unchanged: keep"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("added") && stderr.contains("/missing"),
+        "{stderr}"
+    );
+    assert_eq!(f.service("broken")["state"], "running");
+    assert_eq!(f.service("added")["state"], "failed");
+    f.shutdown();
+}
+
+fn rss_kib(pid: i32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn open_fds(pid: i32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
+#[test]
+fn many_clients_at_once_good_bad_and_silent_are_all_handled() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let mut f = Fixture::new(
+        "  web:
+    image: ROOTFS
+    command: exec sleep 1000
+",
+    );
+    f.start_daemon();
+    f.pid("web");
+    let daemon = f.daemon.as_ref().unwrap().id() as i32;
+    let fds_before = open_fds(daemon);
+    let socket = f.state.join("control.sock");
+    let connect = || {
+        let stream = UnixStream::connect(&socket).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream
+    };
+    // Clients that connect and never send, or send half a request.
+    let mut idle: Vec<UnixStream> = (0..20).map(|_| connect()).collect();
+    for _ in 0..20 {
+        let mut stream = connect();
+        stream.write_all(b"{\"op\":\"stat").unwrap();
+        idle.push(stream);
+    }
+    let bad: Vec<_> = (0..20)
+        .map(|i| {
+            let mut stream = connect();
+            std::thread::spawn(move || {
+                let request: Vec<u8> = if i % 4 == 0 {
+                    // 1 MiB without a newline.
+                    vec![b'x'; 1 << 20]
+                } else {
+                    b"{\"op\":\"nonsense\"}\n".to_vec()
+                };
+                // The daemon may close as soon as it has seen enough.
+                let _ = stream.write_all(&request);
+                let mut answer = String::new();
+                let _ = stream.read_to_string(&mut answer);
+                answer
+            })
+        })
+        .collect();
+    let good: Vec<_> = (0..200)
+        .map(|_| {
+            let mut stream = connect();
+            std::thread::spawn(move || {
+                stream
+                    .write_all(b"{\"op\":\"status\",\"name\":null}\n")
+                    .unwrap();
+                let mut answer = String::new();
+                stream.read_to_string(&mut answer).unwrap();
+                answer
+            })
+        })
+        .collect();
+    for client in good {
+        let answer: Value = serde_json::from_str(&client.join().unwrap()).unwrap();
+        assert_eq!(answer["result"], "status", "{answer}");
+        assert_eq!(answer["services"][0]["name"], "web");
+    }
+    for client in bad {
+        let answer = client.join().unwrap();
+        assert!(
+            answer.is_empty() || answer.contains("\"error\""),
+            "{answer}"
+        );
+    }
+    // Memory stays bounded: a request is cut at 64 KiB.
+    assert!(rss_kib(daemon) < 16 * 1024, "{} KiB", rss_kib(daemon));
+    drop(idle);
+    let deadline = Instant::now() + WAIT;
+    while open_fds(daemon) > fds_before {
+        assert!(Instant::now() < deadline, "connections left open");
+        sleep(Duration::from_millis(50));
+    }
+    // Out of descriptors, the daemon makes room by dropping the client that
+    // has waited longest without a request, and answers the next one.
+    let limit = open_fds(daemon) + 10;
+    let soft = fs::read_to_string(format!("/proc/{daemon}/limits"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3).map(String::from))
+        .unwrap();
+    // The soft limit only: lowering the hard one could not be undone.
+    let set_limit = |n: &str| {
+        let out = Command::new("prlimit")
+            .arg(format!("--pid={daemon}"))
+            .arg(format!("--nofile={n}:"))
+            .output()
+            .expect("prlimit (util-linux) is needed");
+        assert!(out.status.success(), "{out:?}");
+    };
+    set_limit(&limit.to_string());
+    let crowd: Vec<UnixStream> = (0..20).map(|_| connect()).collect();
+    let deadline = Instant::now() + WAIT;
+    while open_fds(daemon) < limit {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never filled its descriptors"
+        );
+        sleep(Duration::from_millis(20));
+    }
+    let status = f.ok(&["status", "web"]);
+    assert!(status.contains("web"), "{status}");
+    assert!(f.daemon_stderr().contains("out of descriptors"));
+    drop(crowd);
+    set_limit(&soft);
+
+    // A client that never sends is dropped after a while: it cannot hold a
+    // descriptor of the daemon for ever.
+    let mut silent = connect();
+    let mut buf = [0u8; 1];
+    assert_eq!(silent.read(&mut buf).unwrap(), 0);
+    assert!(f.daemon_stderr().find("panicked").is_none());
+    f.shutdown();
+}

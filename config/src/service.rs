@@ -28,6 +28,7 @@ pub const KEYS: &[&str] = &[
     "restart",
     "restart_delay",
     "restart_delay_max",
+    "restart_limit",
     "depends_on",
     "autostart",
     "stop_signal",
@@ -45,6 +46,7 @@ pub const KEYS: &[&str] = &[
     "ports",
     "dns",
 ];
+const RESTART_LIMIT_KEYS: &[&str] = &["count", "window"];
 const MOUNT_KEYS: &[&str] = &["source", "target", "readonly"];
 const LIMIT_KEYS: &[&str] = &["memory", "memory_swap", "cpus", "pids", "io_weight"];
 const NAMESPACE_NAMES: &[&str] = &["pid", "mount", "uts", "ipc", "net", "cgroup", "user"];
@@ -122,6 +124,9 @@ pub fn read(report: &mut Report, dir: &Path, name: &str, name_mark: Mark, node: 
     if let Some(delay) = fields.read(report, "restart_delay_max", duration()) {
         service.restart_delay_max = delay;
     }
+    if let Some(node) = fields.node("restart_limit") {
+        service.restart_limit = restart_limit(report, node);
+    }
     if let Some(node) = fields.node("depends_on") {
         (service.depends_on, read.dependency_marks) = depends_on(report, node);
     }
@@ -182,6 +187,7 @@ fn defaults(name: &str) -> Service {
         restart: RestartPolicy::default(),
         restart_delay: DEFAULT_RESTART_DELAY,
         restart_delay_max: DEFAULT_RESTART_DELAY_MAX,
+        restart_limit: None,
         depends_on: Vec::new(),
         autostart: true,
         stop_signal: DEFAULT_STOP_SIGNAL,
@@ -456,6 +462,36 @@ fn limits(report: &mut Report, node: &Node) -> Limits {
         }
     }
     limits
+}
+
+/// `restart_limit: {count: N, window: DURATION}`, both required.
+fn restart_limit(report: &mut Report, node: &Node) -> Option<RestartLimit> {
+    let fields = Fields::of(report, node, RESTART_LIMIT_KEYS, "restart_limit")?;
+    let count = fields.read(
+        report,
+        "count",
+        scalar(|t| units::number_in(t, 1, u64::from(u32::MAX)), "a number"),
+    );
+    let window = fields.read(
+        report,
+        "window",
+        scalar(units::duration, "a duration such as 60s or 5m"),
+    );
+    for key in RESTART_LIMIT_KEYS {
+        if fields.node(key).is_none() {
+            report.error(node.mark, format!("restart_limit: `{key}` is missing"));
+        }
+    }
+    if let (Some(window), Some(node)) = (window, fields.node("window")) {
+        if window.is_zero() {
+            report.error(node.mark, "window: must be longer than 0");
+            return None;
+        }
+    }
+    Some(RestartLimit {
+        count: count? as u32,
+        window: window?,
+    })
 }
 
 fn check_restart_delays(report: &mut Report, fields: &Fields, service: &Service) {

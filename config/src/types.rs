@@ -110,6 +110,8 @@ pub struct Service {
     pub restart: RestartPolicy,
     pub restart_delay: Duration,
     pub restart_delay_max: Duration,
+    /// At most this many automatic restarts within a window; then `failed`.
+    pub restart_limit: Option<RestartLimit>,
     pub depends_on: Vec<String>,
     pub autostart: bool,
     pub stop_signal: Signal,
@@ -193,6 +195,14 @@ impl Default for Namespaces {
             user: false,
         }
     }
+}
+
+/// `restart_limit: {count: N, window: DURATION}`: more than `count` automatic
+/// restarts within `window` end the service as failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartLimit {
+    pub count: u32,
+    pub window: Duration,
 }
 
 /// `restart: never | on-failure | always`.

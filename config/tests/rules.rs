@@ -1119,3 +1119,38 @@ fn a_subnet_over_the_hosts_own_routes_is_refused() {
     // A default subnet steers clear of it.
     parse("networks: {a: {}, b: {}, c: {}}\nservices: {}\n").unwrap();
 }
+
+#[test]
+fn restart_limit_has_a_count_and_a_window() {
+    let web_limit = service(&web("    restart_limit: {count: 5, window: 60s}\n")).restart_limit;
+    assert_eq!(
+        web_limit,
+        Some(RestartLimit {
+            count: 5,
+            window: Duration::from_secs(60)
+        })
+    );
+    assert_eq!(service(&web("")).restart_limit, None);
+    web_problems(&[
+        (
+            "    restart_limit: {count: 0, window: 60s}\n",
+            "4:28: count: `0` must be a whole number from 1 to 4294967295",
+        ),
+        (
+            "    restart_limit: {count: 5, window: 0s}\n",
+            "4:39: window: must be longer than 0",
+        ),
+        (
+            "    restart_limit: {count: 5}\n",
+            "4:20: restart_limit: `window` is missing",
+        ),
+        (
+            "    restart_limit: {count: 5, window: 1m, windw: 1m}\n",
+            "4:43: unknown key `windw`, did you mean window?",
+        ),
+        (
+            "    restart_limit: 5\n",
+            "4:20: restart_limit: expected a mapping, found `5`",
+        ),
+    ]);
+}

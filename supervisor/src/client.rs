@@ -31,7 +31,7 @@ pub fn run(cmd: Command, state_dir: Option<PathBuf>) -> anyhow::Result<ExitCode>
             Request::Freeze { names: args.names },
         ),
         Command::Thaw(args) => done(&args.config, state_dir, Request::Thaw { names: args.names }),
-        Command::Reload(config) => done(&config, state_dir, Request::Reload),
+        Command::Reload(config) => reload(config, state_dir),
         Command::Shutdown(config) => done(&config, state_dir, Request::Shutdown),
         Command::Status { name, json, config } => {
             let dir = resolve_state_dir(state_dir, &config)?;
@@ -89,6 +89,36 @@ fn done(
         Response::Done => Ok(ExitCode::SUCCESS),
         other => bail!("unexpected answer from the daemon: {other:?}"),
     }
+}
+
+/// `reload`: names the file of `-c` (the daemon refuses another than its
+/// own), prints what the daemon did, fails when a service failed to start.
+fn reload(config: OptConfigArg, state_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let dir = resolve_state_dir(state_dir, &config)?;
+    let path = match &config.config {
+        Some(path) => Some(std::path::absolute(path).with_context(|| path.display().to_string())?),
+        None => None,
+    };
+    let report = match request(&dir, &Request::Reload { path })? {
+        Response::Reloaded(report) => report,
+        other => bail!("unexpected answer from the daemon: {other:?}"),
+    };
+    let mut out = io::stdout().lock();
+    for (what, names) in [
+        ("added", &report.added),
+        ("restarted", &report.restarted),
+        ("updated", &report.updated),
+        ("removed", &report.removed),
+        ("unchanged", &report.unchanged),
+    ] {
+        if !names.is_empty() {
+            ignore_broken_pipe(writeln!(out, "{what}: {}", names.join(" ")))?;
+        }
+    }
+    if report.errors.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    bail!("not started: {}", report.errors.join("; "))
 }
 
 /// --state-dir (or $SUPERVISOR_STATE_DIR, via clap), else the state_dir of -c FILE,
@@ -170,8 +200,8 @@ fn status_table(services: &[ServiceStatus]) -> String {
     let dash = || "-".to_string();
     let opt = |v: Option<u64>| v.map_or_else(dash, |v| v.to_string());
     let mut rows = vec![[
-        "NAME", "STATE", "PID", "RESTARTS", "EXIT", "UPTIME", "MEMORY", "CPU", "PIDS", "CGROUP",
-        "ERROR",
+        "NAME", "STATE", "PID", "RESTARTS", "EXIT", "EXITED", "RETRY", "UPTIME", "MEMORY", "CPU",
+        "PIDS", "CGROUP", "ERROR",
     ]
     .map(String::from)
     .to_vec()];
@@ -186,7 +216,9 @@ fn status_table(services: &[ServiceStatus]) -> String {
             s.state.as_str().to_string(),
             s.pid.map_or_else(dash, |p| p.to_string()),
             s.restarts.to_string(),
-            s.exit_code.map_or_else(dash, |c| c.to_string()),
+            exit_column(s),
+            clock(s.last_exit_at.as_deref()),
+            clock(s.next_retry_at.as_deref()),
             s.uptime_s.map_or_else(dash, |u| format!("{u}s")),
             s.memory_bytes.map_or_else(dash, crate::human::bytes),
             s.cpu_usage_us
@@ -230,6 +262,24 @@ fn status_table(services: &[ServiceStatus]) -> String {
     text
 }
 
+/// `0`, `137 oom_killed`, `setup_failed`: the status and, unless it is a
+/// plain exit, how the run ended.
+fn exit_column(s: &ServiceStatus) -> String {
+    let reason = s.exit_reason.as_deref().filter(|r| *r != "exited");
+    match (s.exit_code, reason) {
+        (Some(code), Some(reason)) => format!("{code} {reason}"),
+        (Some(code), None) => code.to_string(),
+        (None, Some(reason)) => reason.to_string(),
+        (None, None) => "-".to_string(),
+    }
+}
+
+/// The time of day (UTC, to the second) of an RFC 3339 timestamp.
+fn clock(at: Option<&str>) -> String {
+    at.and_then(|at| at.split('T').nth(1))
+        .map_or_else(|| "-".to_string(), |time| time.chars().take(8).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,6 +293,9 @@ mod tests {
             pid,
             restarts: 0,
             exit_code: None,
+            exit_reason: None,
+            last_exit_at: None,
+            next_retry_at: None,
             cgroup: format!("supervisor/{name}"),
             uptime_s: Some(3),
             memory_bytes: Some(3 << 20),
@@ -260,5 +313,35 @@ mod tests {
         assert_eq!(lines[1].find("running"), Some(state_col));
         assert_eq!(lines[2].find("running"), Some(state_col));
         assert!(lines[1].contains("3.0MiB") && lines[1].contains("1.50s"));
+    }
+
+    #[test]
+    fn exit_column_names_unusual_ends() {
+        let mut s = ServiceStatus {
+            name: "web".into(),
+            state: State::Failed,
+            pid: None,
+            restarts: 0,
+            exit_code: Some(137),
+            exit_reason: Some("oom_killed".into()),
+            last_exit_at: Some("2026-11-30T02:15:14.941Z".into()),
+            next_retry_at: None,
+            cgroup: "supervisor/web".into(),
+            uptime_s: None,
+            memory_bytes: None,
+            memory_peak_bytes: None,
+            cpu_usage_us: None,
+            pids_current: None,
+            oom_kills: Some(1),
+            error: None,
+            addresses: Default::default(),
+        };
+        assert_eq!(exit_column(&s), "137 oom_killed");
+        assert_eq!(clock(s.last_exit_at.as_deref()), "02:15:14");
+        s.exit_reason = Some("exited".into());
+        assert_eq!(exit_column(&s), "137");
+        s.exit_code = None;
+        s.exit_reason = Some("setup_failed".into());
+        assert_eq!(exit_column(&s), "setup_failed");
     }
 }

@@ -41,7 +41,12 @@ pub enum Request {
     Thaw {
         names: Vec<String>,
     },
-    Reload,
+    /// Re-read the daemon's file; `path` (the client's `-c FILE`, absolute)
+    /// must be that file.
+    Reload {
+        #[serde(default)]
+        path: Option<PathBuf>,
+    },
     Shutdown,
 }
 
@@ -51,7 +56,22 @@ pub enum Response {
     Done,
     Status { services: Vec<ServiceStatus> },
     Log { path: PathBuf },
+    Reloaded(ReloadReport),
     Error { message: String },
+}
+
+/// What a reload did, service by service.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    pub added: Vec<String>,
+    /// Changed while running: restarted with the new definition.
+    pub restarted: Vec<String>,
+    /// Changed while not running: the new definition is used at its next start.
+    pub updated: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: Vec<String>,
+    /// Added or changed services that failed to start, one line each.
+    pub errors: Vec<String>,
 }
 
 /// One row of `status` (and one object of `status --json`).
@@ -63,6 +83,16 @@ pub struct ServiceStatus {
     pub pid: Option<i32>,
     pub restarts: u64,
     pub exit_code: Option<i32>,
+    /// How the last run ended: `exited`, `signaled`, `oom_killed`,
+    /// `setup_failed` or `stopped`.
+    #[serde(default)]
+    pub exit_reason: Option<String>,
+    /// When the last run ended (RFC 3339, UTC).
+    #[serde(default)]
+    pub last_exit_at: Option<String>,
+    /// In backoff: when it restarts (RFC 3339, UTC).
+    #[serde(default)]
+    pub next_retry_at: Option<String>,
     /// Relative to the hierarchy roots, e.g. `supervisor/web`.
     pub cgroup: String,
     pub uptime_s: Option<u64>,
@@ -125,7 +155,7 @@ mod tests {
             },
             Request::Status { name: None },
             Request::Logs { name: "web".into() },
-            Request::Reload,
+            Request::Reload { path: None },
         ];
         for request in requests {
             let line = encode(&request);
@@ -133,6 +163,12 @@ mod tests {
             let back: Request = serde_json::from_slice(&line).unwrap();
             assert_eq!(back, request);
         }
+    }
+
+    #[test]
+    fn a_reload_without_a_path_is_still_understood() {
+        let old: Request = serde_json::from_str(r#"{"op":"reload"}"#).unwrap();
+        assert_eq!(old, Request::Reload { path: None });
     }
 
     #[test]

@@ -91,7 +91,7 @@ pub(crate) fn kill_by_signal(
     }
 }
 
-fn signal_all(procs: &Path) -> Result<(), Error> {
+pub(crate) fn signal_all(procs: &Path) -> Result<(), Error> {
     for pid in fsops::read_procs(procs)? {
         match kill(Pid::from_raw(pid), Signal::SIGKILL) {
             Ok(()) | Err(Errno::ESRCH) => {}

@@ -119,6 +119,20 @@ pub trait Cgroup: Send + fmt::Debug {
     /// Returns once the kernel reports the group thawed.
     fn thaw(&self, timeout: Duration) -> Result<(), Error>;
     fn is_frozen(&self) -> Result<bool, Error>;
+    /// Asks the freezer to freeze (true) or thaw (false) and returns at once; see
+    /// [`Cgroup::reached_frozen`] and [`Cgroup::events_file`] for learning when it is done.
+    fn begin_set_frozen(&self, frozen: bool) -> Result<(), Error>;
+    /// Whether the group has reached the freezer state asked for. On the v1 freezer a
+    /// group still FREEZING is asked again (some task had not stopped yet).
+    fn reached_frozen(&self, frozen: bool) -> Result<bool, Error>;
+    /// The group's cgroup.events, opened for poll or epoll: POLLPRI when it changes
+    /// (frozen, populated); reading it re-arms. None on the v1 freezer, which has no
+    /// notification: look again after a pause.
+    fn events_file(&self) -> Option<std::fs::File>;
+    /// Kills every process in the group without waiting: cgroup.kill where the kernel
+    /// has it, else SIGKILL to each pid (enough when the group's init is PID 1 of its
+    /// namespace, whose death ends the rest).
+    fn begin_kill(&self) -> Result<(), Error>;
     /// Kills every process in the group and waits until it is empty (cgroup.kill where the
     /// kernel has it, else freeze, SIGKILL each pid, thaw).
     fn kill_all(&self, timeout: Duration) -> Result<(), Error>;

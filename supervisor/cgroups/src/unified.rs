@@ -79,6 +79,24 @@ impl UnifiedGroup {
         Ok(fsops::keyed(&text, "frozen") == Some("1"))
     }
 
+    pub fn begin_set_frozen(&self, frozen: bool) -> Result<(), Error> {
+        fsops::write(&self.file("cgroup.freeze"), if frozen { "1" } else { "0" })
+    }
+
+    pub fn events_file(&self) -> Option<File> {
+        File::open(self.file("cgroup.events")).ok()
+    }
+
+    /// cgroup.kill, or SIGKILL to each pid where the kernel lacks it (before 5.14).
+    pub fn begin_kill(&self) -> Result<(), Error> {
+        match fsops::write(&self.file("cgroup.kill"), "1") {
+            Err(e) if e.is_not_found() && self.dir.is_dir() => {
+                killer::signal_all(&self.file("cgroup.procs"))
+            }
+            other => other,
+        }
+    }
+
     /// Writes cgroup.freeze and waits for cgroup.events to report it; a freeze that
     /// does not complete in time is undone.
     fn set_frozen(&self, frozen: bool, timeout: Duration) -> Result<(), Error> {

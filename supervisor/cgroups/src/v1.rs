@@ -214,6 +214,24 @@ impl V1Freezer {
         Ok(self.state()? == "FROZEN")
     }
 
+    pub fn begin_set_frozen(&self, frozen: bool) -> Result<(), Error> {
+        fsops::write(&self.state, if frozen { "FROZEN" } else { "THAWED" })
+    }
+
+    /// Whether freezer.state says `frozen`; a group still FREEZING is asked again.
+    pub fn reached_frozen(&self, frozen: bool) -> Result<bool, Error> {
+        let want = if frozen { "FROZEN" } else { "THAWED" };
+        let state = self.state()?;
+        if state == want {
+            return Ok(true);
+        }
+        if frozen && state == "FREEZING" {
+            fsops::write(&self.state, want)?;
+            return Ok(self.state()? == want);
+        }
+        Ok(false)
+    }
+
     /// Writes `want` until freezer.state reports it; FREEZING means some task has not
     /// stopped yet, and writing FROZEN again retries those (as runc does).
     fn set_state(&self, want: &str, timeout: Duration) -> Result<bool, Error> {
@@ -336,6 +354,28 @@ impl Cgroup for V1Cgroup {
         match &self.freezer {
             Some(freezer) => freezer.is_frozen(),
             None => Ok(false),
+        }
+    }
+
+    fn begin_set_frozen(&self, frozen: bool) -> Result<(), Error> {
+        self.freezer()?.begin_set_frozen(frozen)
+    }
+
+    fn reached_frozen(&self, frozen: bool) -> Result<bool, Error> {
+        self.freezer()?.reached_frozen(frozen)
+    }
+
+    fn events_file(&self) -> Option<std::fs::File> {
+        None
+    }
+
+    /// SIGKILL to each pid; a frozen group is thawed after, since the v1
+    /// freezer holds even a killed task until then.
+    fn begin_kill(&self) -> Result<(), Error> {
+        killer::signal_all(&self.dirs()[0].join("cgroup.procs"))?;
+        match &self.freezer {
+            Some(freezer) if !freezer.reached_frozen(false)? => freezer.begin_set_frozen(false),
+            _ => Ok(()),
         }
     }
 

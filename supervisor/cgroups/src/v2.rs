@@ -185,6 +185,22 @@ impl Cgroup for V2Cgroup {
         self.group.kill_all(timeout)
     }
 
+    fn begin_set_frozen(&self, frozen: bool) -> Result<(), Error> {
+        self.group.begin_set_frozen(frozen)
+    }
+
+    fn reached_frozen(&self, frozen: bool) -> Result<bool, Error> {
+        Ok(self.group.is_frozen()? == frozen)
+    }
+
+    fn events_file(&self) -> Option<std::fs::File> {
+        self.group.events_file()
+    }
+
+    fn begin_kill(&self) -> Result<(), Error> {
+        self.group.begin_kill()
+    }
+
     fn stats(&self) -> Result<Stats, Error> {
         unified_stats(&self.group)
     }

@@ -4,10 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::error::{io_error, sys_error, SpawnError};
+use super::error::{io_error, SpawnError};
 use super::lock::ServiceLock;
 
 /// How long killing what is left in a cgroup may take.
@@ -52,16 +51,6 @@ impl Container {
             .as_ref()
             .map(|n| n.addresses.clone())
             .unwrap_or_default()
-    }
-
-    /// The service's cgroup path relative to the hierarchy roots (`supervisor/web`).
-    pub fn cgroup_path(&self) -> &str {
-        self.cgroup.path()
-    }
-
-    /// Sends `signal` to the service's init, which forwards it to the service.
-    pub fn signal(&self, signal: Signal) -> Result<(), SpawnError> {
-        kill(self.pid, signal).map_err(sys_error("signal the service's init"))
     }
 
     /// Kills every process in the service's cgroup and waits until it is empty.

@@ -24,13 +24,12 @@ mod user;
 mod userns;
 
 pub(crate) use devices::resolve as resolve_devices;
-pub use error::SpawnError;
 pub use handle::Container;
 pub(crate) use id_range::allocate as allocate_id_range;
 pub(crate) use resolve::environment;
 pub use run::run_foreground;
 pub use setup::setup_main;
-pub use spawn::{spawn, SpawnRequest, Stdio};
+pub use spawn::{begin, Setup, SpawnRequest, Starting, Stdio};
 pub use state_dir::secure_state_dir;
 pub(crate) use user::resolve as resolve_user;
 

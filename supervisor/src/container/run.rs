@@ -90,7 +90,14 @@ fn run_service(
     match outcome {
         Err(RunError::Start(err)) => Err(anyhow::Error::from(err).context(format!("run {name}"))),
         Err(RunError::Run(err)) => Err(err.context(format!("run {name}"))),
-        Ok(code) => {
+        Ok((code, oom_kills)) => {
+            if oom_kills > 0 {
+                // 137 alone does not tell an OOM kill from a `kill -9`.
+                eprintln!(
+                    "supervisor: run {name}: the OOM killer killed {oom_kills} process{} of the service (limits.memory)",
+                    if oom_kills == 1 { "" } else { "es" }
+                );
+            }
             parent_removed
                 .with_context(|| format!("run {name}: remove cgroup {}", config.cgroup_parent))?;
             Ok(ExitCode::from(code))
@@ -105,10 +112,18 @@ enum RunError {
     Run(anyhow::Error),
 }
 
-/// Spawns, waits (forwarding signals) and tears down; the service's exit code.
-fn run_container(request: SpawnRequest, signals: &SignalFd) -> Result<u8, RunError> {
+/// Spawns, waits (forwarding signals) and tears down; the service's exit code
+/// and how many of its processes the OOM killer killed.
+fn run_container(request: SpawnRequest, signals: &SignalFd) -> Result<(u8, u64), RunError> {
     let container = spawn(request).map_err(RunError::Start)?;
     let status = wait_forwarding(container.pid, signals);
+    // Read before the cgroup goes.
+    let oom_kills = container
+        .cgroup
+        .stats()
+        .ok()
+        .and_then(|stats| stats.oom_kills)
+        .unwrap_or(0);
     if status.is_err() {
         // Never leave the service behind, whatever went wrong here.
         let _ = container.kill_all();
@@ -118,7 +133,7 @@ fn run_container(request: SpawnRequest, signals: &SignalFd) -> Result<u8, RunErr
     let code = status.map_err(RunError::Run)?;
     removed
         .map_err(|err| RunError::Run(anyhow::Error::from(err).context("remove the container")))?;
-    Ok(code)
+    Ok((code, oom_kills))
 }
 
 /// Blocks SIGCHLD, the forwarded signals and the terminal-stop signals (so

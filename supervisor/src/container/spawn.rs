@@ -1,6 +1,7 @@
 //! Starting one service: resolve everything, create its cgroup, clone the
 //! child into new namespaces, place it in the cgroup while it sets itself up,
-//! and wait until its init has been exec'd or its setup failed.
+//! and learn (waiting, or later through `Starting`) whether its init has been
+//! exec'd or its setup failed.
 
 use std::ffi::{CString, OsString};
 use std::fs::File;
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use config::{Config, Service};
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::waitpid;
@@ -50,7 +51,26 @@ pub struct SpawnRequest<'a> {
 
 /// Starts `req.service` and returns once its init runs (Ok) or its setup
 /// failed (Err, with the failed child already reaped and everything removed).
-pub fn spawn(mut req: SpawnRequest) -> Result<Container, SpawnError> {
+pub fn spawn(req: SpawnRequest) -> Result<Container, SpawnError> {
+    let mut starting = begin(req)?;
+    let outcome = wait_for_setup(&mut starting);
+    let pid = starting.pid();
+    let container = starting.into_container();
+    match outcome {
+        Ok(()) => Ok(container),
+        Err(err) => {
+            let _ = kill(pid, Signal::SIGKILL);
+            reap(pid);
+            // Best effort: the error that stopped the start is the one to report.
+            let _ = container.teardown();
+            Err(err)
+        }
+    }
+}
+
+/// Starts `req.service` without waiting for its setup: the returned handle
+/// says when it has finished ([`Starting::read`]). On Err nothing is left.
+pub fn begin(mut req: SpawnRequest) -> Result<Starting, SpawnError> {
     let kept = req.cgroup.take();
     // Before the writable layer is touched: it may belong to a running container.
     let claimed = ServiceLock::take(&req.config.state_dir, &req.service.name)
@@ -102,15 +122,118 @@ pub fn spawn(mut req: SpawnRequest) -> Result<Container, SpawnError> {
     };
     let resources = create.then(|| resources(&req.service.limits, prepared.device_policy.clone()));
     match start(&req, &prepared, &container, resources) {
-        Ok((pid, network)) => Ok(Container {
-            pid,
-            network,
-            ..container
+        Ok((pid, error_pipe, released, network)) => Ok(Starting {
+            container: Container {
+                pid,
+                network,
+                ..container
+            },
+            error_pipe,
+            message: Vec::new(),
+            released,
         }),
         Err(err) => {
             // Best effort: the error that stopped the start is the one to report.
             let _ = container.teardown();
             Err(err)
+        }
+    }
+}
+
+/// A container whose child is setting itself up. Its verdict comes over the
+/// error pipe: a one-line message, or end of file once init was exec'd.
+pub struct Starting {
+    container: Container,
+    error_pipe: File,
+    message: Vec<u8>,
+    /// Releasing the child failed because it closed its end: it died, and
+    /// this is the error if it said nothing.
+    released: Option<SpawnError>,
+}
+
+/// What the error pipe has said so far.
+#[derive(Debug)]
+pub enum Setup {
+    /// Nothing final yet.
+    Pending,
+    /// Init was exec'd.
+    Finished,
+    /// The child's message (it exits after sending it).
+    Failed(String),
+}
+
+impl Starting {
+    pub fn pid(&self) -> Pid {
+        self.container.pid
+    }
+
+    pub fn cgroup(&self) -> &dyn cgroups::Cgroup {
+        self.container.cgroup.as_ref()
+    }
+
+    /// The error pipe (non-blocking), for poll or epoll.
+    pub fn pipe(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.error_pipe.as_fd()
+    }
+
+    /// Reads what the error pipe holds now, without blocking.
+    pub fn read(&mut self) -> Setup {
+        let mut buf = [0u8; 512];
+        loop {
+            match self.error_pipe.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => self.message.extend_from_slice(&buf[..n]),
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return Setup::Pending,
+                Err(err) => {
+                    return Setup::Failed(format!("read the container's setup result: {err}"))
+                }
+            }
+        }
+        let message = String::from_utf8_lossy(&self.message).trim().to_string();
+        // The same verdict however often it is asked.
+        match (message.is_empty(), &self.released) {
+            (false, _) => Setup::Failed(message),
+            (true, Some(err)) => Setup::Failed(err.to_string()),
+            (true, None) => Setup::Finished,
+        }
+    }
+
+    /// The container, running once `read` said Finished; else for `teardown`
+    /// once its child has been reaped.
+    pub fn into_container(self) -> Container {
+        self.container
+    }
+}
+
+/// Waits (bounded) until the setup has finished or failed.
+fn wait_for_setup(starting: &mut Starting) -> Result<(), SpawnError> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let deadline = std::time::Instant::now() + SETUP_TIMEOUT;
+    loop {
+        match starting.read() {
+            Setup::Finished => return Ok(()),
+            Setup::Failed(message) => return Err(SpawnError::Setup(message)),
+            Setup::Pending => {}
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(SpawnError::Setup(format!(
+                "setup did not finish within {}s (pid {})",
+                SETUP_TIMEOUT.as_secs(),
+                starting.pid()
+            )));
+        }
+        let mut fds = [PollFd::new(starting.pipe(), PollFlags::POLLIN)];
+        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(source) => {
+                return Err(SpawnError::Sys {
+                    what: "wait for the container's setup",
+                    source,
+                })
+            }
         }
     }
 }
@@ -180,15 +303,26 @@ fn pipes(stdio: &Stdio, user_namespace: bool) -> Result<(Pipes, Vec<(i32, i32)>)
     Ok((pipes, dups))
 }
 
+/// What `start` leaves running: the child's pid, its error pipe, the error of
+/// a release the child cut short, and its network attachment.
+type StartedChild = (
+    Pid,
+    File,
+    Option<SpawnError>,
+    Option<crate::net::Attachment>,
+);
+
 /// Creates the cgroup with `resources` (None: kept from the previous run, with
-/// its limits and device policy), clones the child and drives it to exec. On
-/// error the child (if any) has been killed and reaped; the caller tears down the rest.
+/// its limits and device policy), clones the child and releases it into its
+/// setup: its pid, its error pipe (non-blocking), the error of a release the
+/// child cut short, and its network attachment. On error the child (if any)
+/// has been killed and reaped; the caller tears down the rest.
 fn start(
     req: &SpawnRequest,
     prepared: &Prepared,
     container: &Container,
     resources: Option<cgroups::Resources>,
-) -> Result<(Pid, Option<crate::net::Attachment>), SpawnError> {
+) -> Result<StartedChild, SpawnError> {
     let (spec, cgroup) = (&prepared.spec, &container.cgroup);
     if let Some(resources) = resources {
         cgroup.create(&resources)?;
@@ -221,7 +355,7 @@ fn start(
     .map_err(sys_error("clone the container's first process"))?;
     let Pipes {
         spec_write,
-        mut error_read,
+        error_read,
         sync_write,
         userns,
         child_ends,
@@ -264,22 +398,15 @@ fn start(
         }
         _ => {}
     }
+    if let Err(err) = fcntl(error_read.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)) {
+        let _ = kill(pid, Signal::SIGKILL);
+        reap(pid);
+        detach(network);
+        return Err(sys_error("make the error pipe non-blocking")(err));
+    }
     // The child's message, if any, explains a failure better than ours (a
     // closed pipe on our side is its death).
-    match (read_error(&mut error_read, pid), released) {
-        (Ok(None), Ok(())) => Ok((pid, network)),
-        (Ok(Some(message)), _) => {
-            reap(pid);
-            detach(network);
-            Err(SpawnError::Setup(message))
-        }
-        (Err(err), _) | (Ok(None), Err(err)) => {
-            let _ = kill(pid, Signal::SIGKILL);
-            reap(pid);
-            detach(network);
-            Err(err)
-        }
-    }
+    Ok((pid, error_read, released.err(), network))
 }
 
 /// What the parent does for a child in a user namespace of its own.
@@ -352,43 +479,6 @@ fn release(
 /// own message says why.
 fn closed_by_child(err: &SpawnError) -> bool {
     matches!(err, SpawnError::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
-}
-
-/// Reads the error pipe until EOF (success: init was exec'd) or a message.
-fn read_error(pipe: &mut File, pid: Pid) -> Result<Option<String>, SpawnError> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let deadline = std::time::Instant::now() + SETUP_TIMEOUT;
-    let mut message = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];
-        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
-        match poll(&mut fds, timeout) {
-            Ok(0) => {
-                return Err(SpawnError::Setup(format!(
-                    "setup did not finish within {}s (pid {pid})",
-                    SETUP_TIMEOUT.as_secs()
-                )))
-            }
-            Ok(_) => {}
-            Err(Errno::EINTR) => continue,
-            Err(source) => {
-                return Err(SpawnError::Sys {
-                    what: "wait for the container's setup",
-                    source,
-                })
-            }
-        }
-        let mut buf = [0u8; 512];
-        match pipe.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => message.extend_from_slice(&buf[..n]),
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(io_error("read the container's setup result")(err)),
-        }
-    }
-    let message = String::from_utf8_lossy(&message).trim().to_string();
-    Ok((!message.is_empty()).then_some(message))
 }
 
 fn reap(pid: Pid) {

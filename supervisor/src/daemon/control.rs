@@ -145,16 +145,33 @@ pub fn peer_allowed(stream: &UnixStream, gid: Option<Gid>) -> Result<(), String>
 /// /proc/PID/cgroup shows it to the daemon. A root service that can reach
 /// the socket (a mount naming the state dir) passes the uid check, but must
 /// not ask for more than it has (a `privileged` service, a new mount).
+/// Why `peer_outside_services` did not let a peer in.
+pub enum PeerCheck {
+    /// Inside a service, or not to be checked: the one-line answer.
+    Refused(String),
+    /// The daemon is out of descriptors (its /proc file could not be
+    /// opened): making room and asking again may let the check run.
+    NoDescriptor,
+}
+
 pub fn peer_outside_services<'a>(
     stream: &UnixStream,
     parents: impl IntoIterator<Item = &'a str>,
-) -> Result<(), String> {
+) -> Result<(), PeerCheck> {
     let creds = getsockopt(stream, PeerCredentials)
-        .map_err(|err| format!("reading peer credentials: {err}"))?;
+        .map_err(|err| PeerCheck::Refused(format!("reading peer credentials: {err}")))?;
     let pid = creds.pid();
-    let refused = |why: String| format!("refused: {why}; the control socket is not for services");
-    let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))
-        .map_err(|err| refused(format!("cannot check the cgroup of pid {pid}: {err}")))?;
+    let refused = |why: String| {
+        PeerCheck::Refused(format!(
+            "refused: {why}; the control socket is not for services"
+        ))
+    };
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).map_err(|err| {
+        match err.raw_os_error() {
+            Some(libc::EMFILE | libc::ENFILE) => PeerCheck::NoDescriptor,
+            _ => refused(format!("cannot check the cgroup of pid {pid}: {err}")),
+        }
+    })?;
     match service_cgroup(&text, parents) {
         Some(path) => Err(refused(format!(
             "pid {pid} is inside service cgroup {path}"

@@ -7,25 +7,27 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::Instant;
 
 use anyhow::Context;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::epoll::{EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Gid;
 
 use super::control::{self, Connection, Received};
+use super::lifecycle::Wait;
+use super::outbox::{Outgoing, CLIENT_TIMEOUT};
 use super::output::LogPipe;
+use super::poller::{Poller, CGROUP, CONNECTION, KINDS, PIPE, REPLY, SETUP};
 use super::services::Services;
-use crate::protocol::Response;
+use crate::protocol::{ReloadReport, Response};
 
 const SIGNALS: u64 = 0;
 const LISTENER: u64 = 1;
-const CONNECTION: u64 = 1 << 62;
-const PIPE: u64 = 1 << 61;
 
 /// The signals the loop reads from its signalfd (blocked for normal delivery).
 pub fn handled_signals() -> SigSet {
@@ -41,16 +43,24 @@ pub fn handled_signals() -> SigSet {
     set
 }
 
-/// A client waiting for stops or restarts to finish before it gets its answer.
+/// A client waiting for services to get where it asked them to be.
 pub struct Waiter {
     pub stream: UnixStream,
-    pub names: Vec<String>,
-    /// Answer with an error for each named service that did not end up running.
-    pub expect_running: bool,
+    /// (service, what) still to come.
+    pub pending: Vec<(String, Wait)>,
+    /// One line per service that did not get there.
+    pub errors: Vec<String>,
+    /// What the answer is once everything has come.
+    pub reply: Reply,
+}
+
+pub enum Reply {
+    Done,
+    Reload(ReloadReport),
 }
 
 pub struct Daemon {
-    epoll: Epoll,
+    poller: Rc<Poller>,
     signals: SignalFd,
     listener: UnixListener,
     pub state_dir: PathBuf,
@@ -58,12 +68,17 @@ pub struct Daemon {
     pub state_dir_overridden: bool,
     pub gid: Option<Gid>,
     pub services: Services,
-    connections: HashMap<u64, Connection>,
+    /// Clients until their request is complete, with when they connected.
+    connections: HashMap<u64, (Connection, Instant)>,
+    /// Answers the clients' sockets have not taken yet.
+    outgoing: HashMap<u64, Outgoing>,
     pipes: HashMap<u64, LogPipe>,
     pub waiters: Vec<Waiter>,
     pub shutdown_waiters: Vec<UnixStream>,
     pub shutting_down: bool,
-    next_token: u64,
+    /// The autostart services until each has come up or failed: then the
+    /// service manager (systemd's `Type=notify`) is told the daemon is ready.
+    unready: Option<Vec<String>>,
 }
 
 impl Daemon {
@@ -73,6 +88,7 @@ impl Daemon {
         state_dir: PathBuf,
         state_dir_overridden: bool,
         gid: Option<Gid>,
+        poller: Rc<Poller>,
         services: Services,
     ) -> anyhow::Result<Self> {
         let signals = SignalFd::with_flags(
@@ -80,21 +96,14 @@ impl Daemon {
             SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
         )
         .context("signalfd")?;
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).context("epoll_create")?;
-        epoll
-            .add(
-                signals.as_fd(),
-                EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS),
-            )
+        poller
+            .add(signals.as_fd(), EpollFlags::EPOLLIN, SIGNALS)
             .context("epoll_ctl")?;
-        epoll
-            .add(
-                listener.as_fd(),
-                EpollEvent::new(EpollFlags::EPOLLIN, LISTENER),
-            )
+        poller
+            .add(listener.as_fd(), EpollFlags::EPOLLIN, LISTENER)
             .context("epoll_ctl")?;
         Ok(Daemon {
-            epoll,
+            poller,
             signals,
             listener,
             state_dir,
@@ -102,11 +111,12 @@ impl Daemon {
             gid,
             services,
             connections: HashMap::new(),
+            outgoing: HashMap::new(),
             pipes: HashMap::new(),
             waiters: Vec::new(),
             shutdown_waiters: Vec::new(),
             shutting_down: false,
-            next_token: 0,
+            unready: None,
         })
     }
 
@@ -120,39 +130,56 @@ impl Daemon {
             .filter(|s| s.autostart)
             .map(|s| s.name.clone())
             .collect();
-        let total = autostart.len();
-        let mut started = 0;
-        for name in autostart {
+        for name in &autostart {
             // Failures are in status and the service's log; the others still start.
-            started += usize::from(self.services.start(&name).is_ok());
+            self.services.start(name);
         }
-        crate::sd_notify::ready(&format!("{started} of {total} autostart services started"));
+        self.unready = Some(autostart);
         let mut events = vec![EpollEvent::empty(); 64];
         loop {
             self.settle();
+            self.notify_ready();
             if self.shutting_down && self.services.all_down() {
                 break;
             }
             let timeout = self.timeout();
-            let count = match self.epoll.wait(&mut events, timeout) {
+            let count = match self.poller.epoll.wait(&mut events, timeout) {
                 Ok(count) => count,
                 Err(Errno::EINTR) => continue,
                 Err(err) => return Err(err).context("epoll_wait"),
             };
             for event in &events[..count] {
                 self.dispatch(event.data());
+                // The next client of this batch sees what this event started
+                // (a start's spawn, not only its request).
+                self.settle();
             }
             self.services.run_timers(Instant::now());
+            self.expire_clients(Instant::now());
         }
         self.finish();
         Ok(())
     }
 
-    /// After any event: stops that may now proceed, answers that are ready,
-    /// new log pipes to watch.
+    /// After any event: starts and stops that may now proceed, new log pipes
+    /// to watch, answers that are ready.
+    /// READY=1 once no autostart service is still starting (each runs, or
+    /// failed, or waits for a retry).
+    fn notify_ready(&mut self) {
+        let Some(names) = &self.unready else { return };
+        if names.iter().any(|name| self.services.is_starting(name)) {
+            return;
+        }
+        let up = names.iter().filter(|n| self.services.is_up(n)).count();
+        crate::sd_notify::ready(&format!(
+            "{up} of {} autostart services started",
+            names.len()
+        ));
+        self.unready = None;
+    }
+
     fn settle(&mut self) {
-        self.services.advance_stops();
-        self.services.drop_removed();
+        self.services.settle();
         for (service, fd) in std::mem::take(&mut self.services.new_pipes) {
             self.watch_pipe(service, fd);
         }
@@ -161,7 +188,18 @@ impl Daemon {
 
     /// Until the nearest deadline, rounded up to whole milliseconds; none: forever.
     fn timeout(&self) -> EpollTimeout {
-        let Some(deadline) = self.services.next_deadline() else {
+        let clients = self
+            .connections
+            .values()
+            .map(|(_, since)| *since + CLIENT_TIMEOUT)
+            .chain(self.outgoing.values().map(|o| o.deadline));
+        let Some(deadline) = self
+            .services
+            .next_deadline()
+            .into_iter()
+            .chain(clients)
+            .min()
+        else {
             return EpollTimeout::NONE;
         };
         let left = deadline.saturating_duration_since(Instant::now());
@@ -173,9 +211,14 @@ impl Daemon {
         match token {
             SIGNALS => self.read_signals(),
             LISTENER => self.accept(),
-            t if t & CONNECTION != 0 => self.read_connection(t),
-            t if t & PIPE != 0 => self.read_pipe(t),
-            _ => {}
+            t => match t & KINDS {
+                CONNECTION => self.read_connection(t),
+                PIPE => self.read_pipe(t),
+                SETUP => self.services.setup_readable(t),
+                REPLY => self.write_reply(t),
+                CGROUP => self.services.cgroup_event(t),
+                _ => {}
+            },
         }
     }
 
@@ -188,11 +231,10 @@ impl Daemon {
                     Ok(Signal::SIGHUP) if self.shutting_down => {
                         log::info!("SIGHUP ignored: the daemon is shutting down");
                     }
-                    Ok(Signal::SIGHUP) => {
-                        if let Err(err) = self.reload() {
-                            log::error!("reload on SIGHUP: {err}");
-                        }
-                    }
+                    Ok(Signal::SIGHUP) => match self.reload() {
+                        Ok((report, _)) => log::info!("reload on SIGHUP: {report:?}"),
+                        Err(err) => log::error!("reload on SIGHUP: {err}"),
+                    },
                     Ok(signal) => {
                         log::info!("{signal}: stopping every service");
                         self.begin_shutdown();
@@ -225,32 +267,33 @@ impl Daemon {
         }
     }
 
-    fn token(&mut self, kind: u64) -> u64 {
-        self.next_token += 1;
-        kind | self.next_token
-    }
-
     fn accept(&mut self) {
         loop {
             let stream = match self.listener.accept() {
                 Ok((stream, _)) => stream,
                 Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                // Out of descriptors: the client that has waited longest without
+                // sending a whole request makes room (else the listener, still
+                // readable, would wake the loop at once, again and again).
+                Err(err)
+                    if matches!(
+                        Errno::from_raw(err.raw_os_error().unwrap_or(0)),
+                        Errno::EMFILE | Errno::ENFILE
+                    ) && self.drop_oldest_connection() =>
+                {
+                    continue
+                }
                 Err(err) => {
                     log::warn!("accept: {err}");
                     return;
                 }
             };
-            let services = &self.services;
-            let parents = std::iter::once(services.config.cgroup_parent.as_str())
-                .chain(services.old_cgroup_parents.iter().map(|(_, p)| p.as_str()));
-            let allowed = control::peer_allowed(&stream, self.gid)
-                .and_then(|()| control::peer_outside_services(&stream, parents));
-            if let Err(message) = allowed {
-                control::reply(stream, &Response::Error { message });
+            if let Err(message) = self.admit(&stream) {
+                self.reply(stream, &Response::Error { message });
                 continue;
             }
-            let token = self.token(CONNECTION);
+            let token = self.poller.token(CONNECTION);
             let connection = match Connection::new(stream) {
                 Ok(connection) => connection,
                 Err(err) => {
@@ -258,31 +301,53 @@ impl Daemon {
                     continue;
                 }
             };
-            if let Err(err) = self.epoll.add(
-                connection.stream.as_fd(),
-                EpollEvent::new(EpollFlags::EPOLLIN, token),
-            ) {
+            if let Err(err) = self
+                .poller
+                .add(connection.stream.as_fd(), EpollFlags::EPOLLIN, token)
+            {
                 log::warn!("epoll_ctl: {err}");
                 continue;
             }
-            self.connections.insert(token, connection);
+            self.connections.insert(token, (connection, Instant::now()));
         }
     }
 
+    /// The uid/group check, then the check that the peer is in none of the
+    /// services' cgroups (making room once when out of descriptors for it).
+    fn admit(&mut self, stream: &UnixStream) -> Result<(), String> {
+        control::peer_allowed(stream, self.gid)?;
+        let services = &self.services;
+        let parents: Vec<String> = std::iter::once(services.config.cgroup_parent.clone())
+            .chain(services.old_cgroup_parents.iter().map(|(_, p)| p.clone()))
+            .collect();
+        let check = || control::peer_outside_services(stream, parents.iter().map(String::as_str));
+        let mut outcome = check();
+        if matches!(outcome, Err(control::PeerCheck::NoDescriptor)) && self.drop_oldest_connection()
+        {
+            outcome = check();
+        }
+        outcome.map_err(|check| match check {
+            control::PeerCheck::Refused(message) => message,
+            control::PeerCheck::NoDescriptor => {
+                "refused: the daemon is out of file descriptors; try again".to_string()
+            }
+        })
+    }
+
     fn read_connection(&mut self, token: u64) {
-        let Some(connection) = self.connections.get_mut(&token) else {
+        let Some((connection, _)) = self.connections.get_mut(&token) else {
             return;
         };
         let received = connection.read();
         if let Received::Partial = received {
             return;
         }
-        let connection = self.connections.remove(&token).expect("looked up above");
-        let _ = self.epoll.delete(connection.stream.as_fd());
+        let (connection, _) = self.connections.remove(&token).expect("looked up above");
+        self.poller.delete(connection.stream.as_fd());
         match received {
             Received::Request(request) => self.handle(connection.stream, request),
             Received::Invalid(message) => {
-                control::reply(connection.stream, &Response::Error { message })
+                self.reply(connection.stream, &Response::Error { message })
             }
             Received::Partial => {}
         }
@@ -295,11 +360,8 @@ impl Daemon {
         ) {
             log::warn!("{service}: log pipe: {err}");
         }
-        let token = self.token(PIPE);
-        if let Err(err) = self
-            .epoll
-            .add(fd.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token))
-        {
+        let token = self.poller.token(PIPE);
+        if let Err(err) = self.poller.add(fd.as_fd(), EpollFlags::EPOLLIN, token) {
             log::warn!("{service}: watching its log pipe: {err}");
             return;
         }
@@ -312,7 +374,87 @@ impl Daemon {
         };
         if !pipe.drain(&mut self.services.logs) {
             let pipe = self.pipes.remove(&token).expect("looked up above");
-            let _ = self.epoll.delete(pipe.fd.as_fd());
+            self.poller.delete(pipe.fd.as_fd());
+        }
+    }
+
+    /// Sends `response` and closes: at once if the socket takes it, else as
+    /// the client reads (EPOLLOUT).
+    pub fn reply(&mut self, stream: UnixStream, response: &Response) {
+        if let Err(err) = stream.set_nonblocking(true) {
+            log::debug!("answering a client: {err}");
+            return;
+        }
+        let mut outgoing = Outgoing::new(stream, response);
+        if outgoing.flush() {
+            return;
+        }
+        let token = self.poller.token(REPLY);
+        match self
+            .poller
+            .add(outgoing.stream.as_fd(), EpollFlags::EPOLLOUT, token)
+        {
+            Ok(()) => {
+                self.outgoing.insert(token, outgoing);
+            }
+            Err(err) => log::warn!("epoll_ctl: {err}"),
+        }
+    }
+
+    fn write_reply(&mut self, token: u64) {
+        let Some(outgoing) = self.outgoing.get_mut(&token) else {
+            return;
+        };
+        if outgoing.flush() {
+            let outgoing = self.outgoing.remove(&token).expect("looked up above");
+            self.poller.delete(outgoing.stream.as_fd());
+        }
+    }
+
+    /// Closes the connection that has waited longest for its request; false
+    /// if there is none.
+    fn drop_oldest_connection(&mut self) -> bool {
+        let Some(token) = self
+            .connections
+            .iter()
+            .min_by_key(|(_, (_, since))| *since)
+            .map(|(token, _)| *token)
+        else {
+            return false;
+        };
+        if let Some((connection, _)) = self.connections.remove(&token) {
+            self.poller.delete(connection.stream.as_fd());
+        }
+        log::warn!("out of descriptors: dropped the oldest client without a request");
+        true
+    }
+
+    /// Drops clients that have not sent their request, or read their answer,
+    /// within CLIENT_TIMEOUT: they cannot hold the daemon's descriptors.
+    fn expire_clients(&mut self, now: Instant) {
+        let late: Vec<u64> = self
+            .connections
+            .iter()
+            .filter(|(_, (_, since))| now >= *since + CLIENT_TIMEOUT)
+            .map(|(token, _)| *token)
+            .collect();
+        for token in late {
+            if let Some((connection, _)) = self.connections.remove(&token) {
+                self.poller.delete(connection.stream.as_fd());
+                log::debug!("dropping a client that sent no whole request");
+            }
+        }
+        let late: Vec<u64> = self
+            .outgoing
+            .iter()
+            .filter(|(_, o)| now >= o.deadline)
+            .map(|(token, _)| *token)
+            .collect();
+        for token in late {
+            if let Some(outgoing) = self.outgoing.remove(&token) {
+                self.poller.delete(outgoing.stream.as_fd());
+                log::debug!("dropping a client that did not read its answer");
+            }
         }
     }
 
@@ -332,6 +474,17 @@ impl Daemon {
         let socket = control::socket_file(&self.state_dir);
         if let Err(err) = std::fs::remove_file(&socket) {
             log::warn!("removing {}: {err}", socket.display());
+        }
+        // The last answers may wait for nobody: written blocking, bounded.
+        for waiter in self.waiters.drain(..) {
+            let message = "the daemon shut down".to_string();
+            control::reply(waiter.stream, &Response::Error { message });
+        }
+        for (_, outgoing) in self.outgoing.drain() {
+            let mut outgoing = outgoing;
+            let _ = outgoing.stream.set_nonblocking(false);
+            let _ = outgoing.stream.set_write_timeout(Some(CLIENT_TIMEOUT));
+            outgoing.flush();
         }
         for stream in self.shutdown_waiters.drain(..) {
             control::reply(stream, &Response::Done);

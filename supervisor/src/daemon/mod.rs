@@ -3,7 +3,10 @@
 
 mod control;
 mod event_loop;
+mod lifecycle;
+mod outbox;
 mod output;
+mod poller;
 mod reload;
 mod requests;
 mod services;
@@ -11,6 +14,7 @@ mod supervised;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::rc::Rc;
 
 use anyhow::Context;
 use nix::sys::signal::{sigprocmask, SigmaskHow};
@@ -58,15 +62,22 @@ pub fn run(config_path: &Path, state_dir: Option<PathBuf>) -> anyhow::Result<Exi
     .context("sigprocmask")?;
     // What a crashed daemon left goes; the networks in use come up.
     crate::net::Host::start(&config).context("networks")?;
-    let services = Services::new(config, LogFiles::new(logs_dir));
-    let daemon = control::bind(&state_dir, gid).and_then(|listener| {
-        log::info!(
-            "listening on {}",
-            protocol::socket_path(&state_dir).display()
-        );
-        Daemon::new(listener, state_dir.clone(), overridden, gid, services)
-    });
-    let result = daemon.and_then(Daemon::run);
+    let listener = control::bind(&state_dir, gid)?;
+    log::info!(
+        "listening on {}",
+        protocol::socket_path(&state_dir).display()
+    );
+    let poller = Rc::new(poller::Poller::new().context("epoll_create")?);
+    let services = Services::new(config, LogFiles::new(logs_dir), poller.clone());
+    let result = Daemon::new(
+        listener,
+        state_dir.clone(),
+        overridden,
+        gid,
+        poller,
+        services,
+    )
+    .and_then(Daemon::run);
     if let Err(err) = crate::net::Host::stop(&state_dir) {
         log::warn!("removing the networks: {err}");
     }

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 
 use nix::errno::Errno;
 
+use std::time::SystemTime;
+
 use crate::logs::log_path;
+use crate::logs::timestamp::rfc3339;
 use crate::logs::writer::{LineBuffer, LogFile};
 
 /// Lines the daemon itself writes into a service's log start with this.
@@ -30,14 +33,34 @@ impl LogFiles {
         log_path(&self.dir, service)
     }
 
+    fn file(&mut self, service: &str) -> &mut LogFile {
+        if !self.files.contains_key(service) {
+            let file = LogFile::new(log_path(&self.dir, service));
+            self.files.insert(service.to_string(), file);
+        }
+        self.files.get_mut(service).expect("inserted above")
+    }
+
     pub fn write(&mut self, service: &str, line: &[u8]) {
-        let dir = &self.dir;
-        let file = self
-            .files
-            .entry(service.to_string())
-            .or_insert_with(|| LogFile::new(log_path(dir, service)));
+        let file = self.file(service);
         if let Err(err) = file.write_line(line) {
             log::warn!("{}: {err}", file.path().display());
+        }
+    }
+
+    /// A line of the service's output, written at the next `flush`.
+    pub fn buffer(&mut self, service: &str, line: &[u8], stamp: &str) {
+        let file = self.file(service);
+        if let Err(err) = file.buffer_line(line, stamp) {
+            log::warn!("{}: {err}", file.path().display());
+        }
+    }
+
+    pub fn flush(&mut self, service: &str) {
+        if let Some(file) = self.files.get_mut(service) {
+            if let Err(err) = file.flush() {
+                log::warn!("{}: {err}", file.path().display());
+            }
         }
     }
 
@@ -77,23 +100,30 @@ impl LogPipe {
         let mut chunk = [0u8; 16 * 1024];
         // A bounded number of reads per wakeup, so one chatty service cannot
         // starve the rest of the loop (epoll is level-triggered: we come back).
+        let service = &self.service;
+        let mut open = true;
         for _ in 0..8 {
+            // Lines read together are stamped alike and written together.
+            let stamp = rfc3339(SystemTime::now());
             match nix::unistd::read(self.fd.as_raw_fd(), &mut chunk) {
                 Ok(0) => {
-                    self.lines.finish(|line| logs.write(&self.service, line));
-                    return false;
+                    self.lines.finish(|line| logs.buffer(service, line, &stamp));
+                    open = false;
+                    break;
                 }
                 Ok(n) => self
                     .lines
-                    .feed(&chunk[..n], |line| logs.write(&self.service, line)),
-                Err(Errno::EAGAIN) => return true,
+                    .feed(&chunk[..n], |line| logs.buffer(service, line, &stamp)),
+                Err(Errno::EAGAIN) => break,
                 Err(Errno::EINTR) => continue,
                 Err(err) => {
-                    log::warn!("{}: reading its output: {err}", self.service);
-                    return false;
+                    log::warn!("{service}: reading its output: {err}");
+                    open = false;
+                    break;
                 }
             }
         }
-        true
+        logs.flush(service);
+        open
     }
 }

@@ -1,16 +1,18 @@
 //! `reload`: reconcile the running services with a re-read service list. New
 //! services start (if autostart), removed ones stop, changed ones restart with
-//! their new definition, untouched ones are left alone (running, frozen or not).
+//! their new definition (a failed one starts again if autostart), untouched
+//! ones are left alone (running, frozen or not).
 
 use config::Config;
 
+use super::lifecycle::{Event, Policy};
 use super::services::Services;
-use super::supervised::Supervised;
+use crate::protocol::ReloadReport;
 
 impl Services {
-    /// `new` is already validated. Returns start failures of new services (they
-    /// are also in status and the logs); the reload itself has happened.
-    pub fn reconcile(&mut self, new: Config) -> Vec<String> {
+    /// `new` is already validated. Returns what was done and the services
+    /// being started, whose results complete the report.
+    pub fn reconcile(&mut self, new: Config) -> (ReloadReport, Vec<String>) {
         let old = std::mem::replace(&mut self.config, new);
         // Settings every service's container depends on.
         let shared_changed = old.cgroup_parent != self.config.cgroup_parent
@@ -28,17 +30,23 @@ impl Services {
                 .push((old.cgroup_driver, old.cgroup_parent.clone()));
         }
 
-        for idx in 0..self.list.len() {
-            let name = self.list[idx].name().to_string();
-            if self.list[idx].removed {
+        let mut report = ReloadReport::default();
+        let mut starting = Vec::new();
+        let ids: Vec<u64> = self
+            .list
+            .iter()
+            .filter(|s| !s.removed())
+            .map(|s| s.id)
+            .collect();
+        for id in ids {
+            let Some(idx) = self.list.iter().position(|s| s.id == id) else {
                 continue;
-            }
+            };
+            let name = self.list[idx].name().to_string();
             match self.config.service(&name).cloned() {
                 None => {
-                    self.logs
-                        .note(&name, "removed from the service list: stopping");
-                    self.list[idx].removed = true;
-                    self.request_stop(idx, false);
+                    report.removed.push(name);
+                    self.feed(id, Event::Removed);
                 }
                 Some(service)
                     if shared_changed
@@ -46,46 +54,54 @@ impl Services {
                         || service != self.list[idx].service
                         || crate::net::networks_changed(&old, &self.config, &service) =>
                 {
-                    // A pending restart needs a group with the new limits (or parent).
-                    self.discard_kept_cgroup(idx);
                     let svc = &mut self.list[idx];
+                    svc.policy = Policy::of(&service);
                     svc.service = service;
-                    svc.delay = svc.service.restart_delay;
-                    if svc.is_up() {
-                        self.logs.note(&name, "definition changed: restarting");
-                        self.request_stop(idx, true);
+                    let had_run = svc.life.state.has_run();
+                    self.feed(id, Event::Changed);
+                    let Some(idx) = self.list.iter().position(|s| s.id == id) else {
+                        continue;
+                    };
+                    let state = &self.list[idx].life.state;
+                    if had_run || state.then().is_some() {
+                        report.restarted.push(name.clone());
+                        starting.push(name);
+                    } else if matches!(state, super::lifecycle::State::Pending) {
+                        // A failed autostart service, started again.
+                        report.restarted.push(name.clone());
+                        starting.push(name);
+                    } else {
+                        report.updated.push(name);
                     }
                 }
-                Some(_) => {}
+                Some(_) => report.unchanged.push(name),
             }
         }
 
         let mut added = Vec::new();
-        for service in &self.config.services {
+        for service in self.config.services.clone() {
             if self.index(&service.name).is_none() {
                 added.push(service.name.clone());
-                self.list.push(Supervised::new(service.clone()));
+                self.add(service);
             }
         }
         // Keep the file's order for status; services on their way out go last.
-        let order: Vec<&str> = self
+        let order: Vec<String> = self
             .config
             .services
             .iter()
-            .map(|s| s.name.as_str())
+            .map(|s| s.name.clone())
             .collect();
         self.list.sort_by_key(|s| {
-            if s.removed {
+            if s.removed() {
                 usize::MAX
             } else {
                 order
                     .iter()
-                    .position(|n| *n == s.name())
+                    .position(|n| n == s.name())
                     .unwrap_or(usize::MAX)
             }
         });
-
-        self.advance_stops();
         let autostart: Vec<String> = self
             .config
             .start_order()
@@ -93,9 +109,11 @@ impl Services {
             .filter(|s| s.autostart && added.contains(&s.name))
             .map(|s| s.name.clone())
             .collect();
-        autostart
-            .into_iter()
-            .filter_map(|name| self.start(&name).err())
-            .collect()
+        for name in &autostart {
+            self.start(name);
+        }
+        starting.extend(autostart);
+        report.added = added;
+        (report, starting)
     }
 }

@@ -1,18 +1,21 @@
-//! What each control request does. Requests that wait for services to go down
-//! (stop, restart, start of a service still stopping) park the connection as a
-//! waiter, answered by the loop once those services are settled.
+//! What each control request does. Requests that need a result (start and
+//! restart: running or failed; stop: down; freeze and thaw: the kernel's
+//! report; reload: its starts) park the connection as a waiter, answered when
+//! the services' lifecycles say so; other clients are served meanwhile.
 
 use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 
 use super::control;
-use super::event_loop::{Daemon, Waiter};
-use crate::protocol::{Request, Response};
+use super::event_loop::{Daemon, Reply, Waiter};
+use super::lifecycle::{Event, Wait};
+use crate::protocol::{ReloadReport, Request, Response};
 
 impl Daemon {
     pub fn handle(&mut self, stream: UnixStream, request: Request) {
         log::debug!("request: {request:?}");
         if let Err(message) = self.services.check_names(named(&request)) {
-            control::reply(stream, &Response::Error { message });
+            self.reply(stream, &Response::Error { message });
             return;
         }
         let response = match request {
@@ -31,81 +34,87 @@ impl Daemon {
                 message: "the daemon is shutting down".into(),
             },
             Request::Start { names } => {
-                for name in &names {
-                    // Errors are collected from the final states by the waiter.
-                    let _ = self.services.start(name);
+                self.wait(stream, &names, Wait::Start, Reply::Done);
+                for name in unique(&names) {
+                    self.services.start(name);
                 }
-                return self.wait(stream, names, true);
+                return;
             }
-            Request::Stop { names } => {
-                for idx in self.indices(&names) {
-                    self.services.request_stop(idx, false);
-                }
-                return self.wait(stream, names, false);
-            }
+            Request::Stop { names } => return self.each(stream, &names, Wait::Stop, Event::Stop),
             Request::Restart { names } => {
-                for idx in self.indices(&names) {
-                    if self.services.list[idx].is_up() {
-                        self.services.request_stop(idx, true);
-                    } else {
-                        // A restart starts from a fresh group, not the one a
-                        // pending automatic restart kept.
-                        self.services.discard_kept_cgroup(idx);
-                        let name = self.services.list[idx].name().to_string();
-                        let _ = self.services.start(&name);
-                    }
-                }
-                return self.wait(stream, names, true);
+                return self.each(stream, &names, Wait::Start, Event::Restart)
             }
             Request::Freeze { names } => {
                 // A service whose exit is not handled yet is not frozen: its
                 // exit would count as a kill while frozen, without restart.
                 self.reap_children();
-                self.each(&names, |services, name| services.set_frozen(name, true))
+                return self.each(stream, &names, Wait::Freeze, Event::Freeze);
             }
-            Request::Thaw { names } => {
-                self.each(&names, |services, name| services.set_frozen(name, false))
+            Request::Thaw { names } => return self.each(stream, &names, Wait::Thaw, Event::Thaw),
+            Request::Reload { path } => {
+                if let Err(message) = self.same_file(path.as_deref()) {
+                    self.reply(stream, &Response::Error { message });
+                    return;
+                }
+                match self.reload() {
+                    Ok((report, starting)) => {
+                        let pending = starting.into_iter().map(|n| (n, Wait::Start)).collect();
+                        self.waiters.push(Waiter {
+                            stream,
+                            pending,
+                            errors: Vec::new(),
+                            reply: Reply::Reload(report),
+                        });
+                        return;
+                    }
+                    Err(message) => Response::Error { message },
+                }
             }
-            Request::Reload => match self.reload() {
-                Ok(()) => Response::Done,
-                Err(message) => Response::Error { message },
-            },
         };
-        control::reply(stream, &response);
+        self.reply(stream, &response);
     }
 
-    fn indices(&self, names: &[String]) -> Vec<usize> {
-        names
-            .iter()
-            .filter_map(|name| self.services.index(name))
-            .collect()
-    }
-
-    /// Answers once the named services are settled (see `answer_waiters`).
-    fn wait(&mut self, stream: UnixStream, names: Vec<String>, expect_running: bool) {
+    /// Parks the client until every named service has answered `wait`.
+    fn wait(&mut self, stream: UnixStream, names: &[String], wait: Wait, reply: Reply) {
         self.waiters.push(Waiter {
             stream,
-            names,
-            expect_running,
+            pending: unique(names).map(|n| (n.clone(), wait)).collect(),
+            errors: Vec::new(),
+            reply,
         });
     }
 
-    /// Applies `op` to every named service; errors joined.
-    fn each(
-        &mut self,
-        names: &[String],
-        mut op: impl FnMut(&mut super::services::Services, &str) -> Result<(), String>,
-    ) -> Response {
-        let errors: Vec<String> = names
-            .iter()
-            .filter_map(|name| op(&mut self.services, name).err())
-            .collect();
-        done_or_errors(errors)
+    /// Feeds `event` to every named service; answers once each has answered `wait`.
+    fn each(&mut self, stream: UnixStream, names: &[String], wait: Wait, event: Event) {
+        self.wait(stream, names, wait, Reply::Done);
+        for name in unique(names) {
+            if let Some(id) = self.services.id(name) {
+                self.services.feed(id, event.clone());
+            }
+        }
     }
 
-    /// Re-reads the file the daemon was started with and reconciles.
-    pub fn reload(&mut self) -> Result<(), String> {
-        let path = self.services.config.path.clone();
+    /// A reload names the daemon's own file, or none. Another file is refused:
+    /// loading a file a client names would let a member of control_group run
+    /// any command as root.
+    fn same_file(&self, path: Option<&Path>) -> Result<(), String> {
+        let Some(path) = path else { return Ok(()) };
+        let ours = &self.services.config.path;
+        let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        if canonical(path) == canonical(ours) {
+            return Ok(());
+        }
+        Err(format!(
+            "the daemon runs {}; reload re-reads that file, not {} (edit it, or restart the daemon with the other file)",
+            ours.display(),
+            path.display()
+        ))
+    }
+
+    /// Re-reads the file the daemon was started with and reconciles. Returns
+    /// what it did and the services it is starting.
+    pub fn reload(&mut self) -> Result<(ReloadReport, Vec<String>), String> {
+        let path: PathBuf = self.services.config.path.clone();
         let mut new =
             config::load(&path).map_err(|errors| errors.to_string().trim_end().to_string())?;
         if self.state_dir_overridden {
@@ -128,61 +137,59 @@ impl Daemon {
         crate::own_cgroup::prepare(&new, crate::own_cgroup::DAEMON_LEAF)
             .map_err(|err| format!("{err:#}"))?;
         log::info!("reloading {}", path.display());
-        for error in self.services.reconcile(new) {
-            log::warn!("after reload: {error}");
-        }
-        Ok(())
+        Ok(self.services.reconcile(new))
     }
 
-    /// Answers the waiters whose services have all settled.
+    /// Takes the answers the services gave; replies to the waiters that have all theirs.
     pub fn answer_waiters(&mut self) {
+        for answer in std::mem::take(&mut self.services.answers) {
+            for waiter in &mut self.waiters {
+                let Some(at) = waiter
+                    .pending
+                    .iter()
+                    .position(|(n, w)| *n == answer.service && *w == answer.wait)
+                else {
+                    continue;
+                };
+                waiter.pending.remove(at);
+                if let Err(error) = &answer.result {
+                    // "web is not running", "web: did not freeze within 10s".
+                    let colon = if error.starts_with("is ") { "" } else { ":" };
+                    waiter
+                        .errors
+                        .push(format!("{}{colon} {error}", answer.service));
+                }
+            }
+        }
         let mut idx = 0;
         while idx < self.waiters.len() {
-            let settled = self.waiters[idx]
-                .names
-                .iter()
-                .all(|name| self.services.settled(name));
-            if !settled {
+            if !self.waiters[idx].pending.is_empty() {
                 idx += 1;
                 continue;
             }
             let waiter = self.waiters.remove(idx);
-            let response = if waiter.expect_running {
-                self.start_result(&waiter.names)
-            } else {
-                Response::Done
-            };
-            control::reply(waiter.stream, &response);
-        }
-    }
-
-    fn start_result(&self, names: &[String]) -> Response {
-        let errors: Vec<String> = names
-            .iter()
-            .filter_map(|name| {
-                let svc = &self.services.list[self.services.index(name)?];
-                if svc.is_up() {
-                    return None;
+            let response = match waiter.reply {
+                Reply::Reload(mut report) => {
+                    report.errors = waiter.errors;
+                    Response::Reloaded(report)
                 }
-                Some(match &svc.error {
-                    Some(error) => format!("{name}: {error}"),
-                    None => format!("{name} is not running (state {})", svc.state().as_str()),
-                })
-            })
-            .collect();
-        done_or_errors(errors)
+                Reply::Done if waiter.errors.is_empty() => Response::Done,
+                Reply::Done => Response::Error {
+                    message: waiter.errors.join("; "),
+                },
+            };
+            self.reply(waiter.stream, &response);
+        }
     }
 }
 
-/// Done, or one error line listing every failure.
-fn done_or_errors(errors: Vec<String>) -> Response {
-    if errors.is_empty() {
-        Response::Done
-    } else {
-        Response::Error {
-            message: errors.join("; "),
-        }
-    }
+/// Each name once (`stop web web` stops it once).
+fn unique(names: &[String]) -> impl Iterator<Item = &String> {
+    names
+        .iter()
+        .enumerate()
+        .filter(|(i, n)| !names[..*i].contains(n))
+        .map(|(_, n)| n)
 }
 
 /// The services a request names (all must exist).
@@ -194,6 +201,6 @@ fn named(request: &Request) -> &[String] {
         | Request::Freeze { names }
         | Request::Thaw { names } => names,
         Request::Logs { name } | Request::Status { name: Some(name) } => std::slice::from_ref(name),
-        Request::Status { name: None } | Request::Reload | Request::Shutdown => &[],
+        Request::Status { name: None } | Request::Reload { .. } | Request::Shutdown => &[],
     }
 }

@@ -1,28 +1,41 @@
-//! The supervised services and what happens to them: start (dependencies first),
-//! stop (dependents first, stop_signal then kill after stop_timeout), exit and
-//! restart with backoff, freeze and thaw. Nothing here blocks on a service except
-//! container::spawn and the bounded cgroup operations; the event loop feeds in
-//! child exits and deadlines.
+//! The supervised services and the effects of their lifecycles: events go in
+//! through `feed`, `lifecycle::step` decides, and the actions it returns are
+//! carried out here (spawn, signals, cgroup writes, teardown, log lines,
+//! answers). Nothing here waits on a service or on the kernel: container setup,
+//! freeze, thaw and kill report back through epoll or a timer.
 
-use std::collections::BTreeSet;
-use std::os::fd::OwnedFd;
+use std::collections::{BTreeSet, VecDeque};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::{AsFd, OwnedFd};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use config::{CgroupDriver, Config};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
+use nix::sys::epoll::EpollFlags;
+use nix::sys::signal::kill;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use super::lifecycle::{self, Action, Event, Exit, State, Wait};
 use super::output::LogFiles;
-use super::supervised::{
-    deadline_after, Phase, Running, Stopping, Supervised, RESET_BACKOFF_AFTER,
-};
-use crate::container::{self, SpawnError, SpawnRequest, Stdio};
+use super::poller::{self, Poller};
+use super::supervised::{FreezerWatch, Run, Supervised};
+use crate::container::{self, Setup, SpawnRequest, Stdio};
 use crate::protocol::ServiceStatus;
 
-/// Bound on waiting for the kernel to report a cgroup frozen, thawed or empty.
-pub const CGROUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The v1 freezer has no notification: it is looked at again after a pause
+/// growing from the first to the last.
+const RECHECK_FIRST: Duration = Duration::from_millis(1);
+const RECHECK_MAX: Duration = Duration::from_millis(20);
+
+/// An answer a client may be waiting for.
+pub struct Answer {
+    pub service: String,
+    pub wait: Wait,
+    pub result: Result<(), String>,
+}
 
 pub struct Services {
     pub config: Config,
@@ -33,33 +46,68 @@ pub struct Services {
     pub new_pipes: Vec<(String, OwnedFd)>,
     /// Earlier cgroup parents (changed by a reload), removed at exit with the current one.
     pub old_cgroup_parents: Vec<(CgroupDriver, String)>,
+    /// Answers since the event loop last collected them.
+    pub answers: Vec<Answer>,
+    poller: Rc<Poller>,
+    /// Events not yet fed to their service's lifecycle (actions may cause more).
+    queue: VecDeque<(u64, Event)>,
+    next_id: u64,
 }
 
 impl Services {
-    pub fn new(config: Config, logs: LogFiles) -> Self {
-        let list = config
-            .services
-            .iter()
-            .cloned()
-            .map(Supervised::new)
-            .collect();
-        Services {
+    pub fn new(config: Config, logs: LogFiles, poller: Rc<Poller>) -> Self {
+        let mut services = Services {
             config,
-            list,
+            list: Vec::new(),
             logs,
             new_pipes: Vec::new(),
             old_cgroup_parents: Vec::new(),
+            answers: Vec::new(),
+            poller,
+            queue: VecDeque::new(),
+            next_id: 0,
+        };
+        for service in services.config.services.clone() {
+            services.add(service);
         }
+        services
+    }
+
+    /// A new service at the end of the list; its id.
+    pub fn add(&mut self, service: config::Service) -> u64 {
+        self.next_id += 1;
+        self.list.push(Supervised::new(self.next_id, service));
+        self.next_id
     }
 
     /// A service of the current file (not one on its way out after a reload).
     pub fn index(&self, name: &str) -> Option<usize> {
         self.list
             .iter()
-            .position(|s| s.name() == name && !s.removed)
+            .position(|s| s.name() == name && !s.removed())
+    }
+
+    fn position(&self, id: u64) -> Option<usize> {
+        self.list.iter().position(|s| s.id == id)
+    }
+
+    pub fn id(&self, name: &str) -> Option<u64> {
+        self.index(name).map(|idx| self.list[idx].id)
     }
 
     /// Every name must be a service of the current file.
+    /// Whether `name` is on its way up (waiting for dependencies or setting up).
+    pub fn is_starting(&self, name: &str) -> bool {
+        self.index(name)
+            .is_some_and(|idx| self.list[idx].life.state.word() == crate::protocol::State::Starting)
+    }
+
+    /// Whether `name` runs (frozen or not).
+    pub fn is_up(&self, name: &str) -> bool {
+        self.index(name)
+            .is_some_and(|idx| self.list[idx].life.state.is_up())
+    }
+
     pub fn check_names(&self, names: &[String]) -> Result<(), String> {
         let unknown: Vec<&str> = names
             .iter()
@@ -73,23 +121,45 @@ impl Services {
         }
     }
 
-    /// No stop or restart of this service is in progress (or it is gone).
-    pub fn settled(&self, name: &str) -> bool {
-        self.index(name).is_none_or(|idx| self.list[idx].settled())
-    }
-
     pub fn status(&self, name: Option<&str>) -> Vec<ServiceStatus> {
         self.list
             .iter()
-            .filter(|s| !s.removed && name.is_none_or(|n| n == s.name()))
+            .filter(|s| !s.removed() && name.is_none_or(|n| n == s.name()))
             .map(|s| s.status(&self.config.cgroup_parent))
             .collect()
     }
 
-    /// Starts `name` and, first, whatever it depends on that is not up.
-    /// A service on its way down is started again once it is down. A service
-    /// whose dependency failed to start is not started (its error says why).
-    pub fn start(&mut self, name: &str) -> Result<(), String> {
+    /// Feeds `event` to service `id` and carries out what follows, including
+    /// the events those actions cause.
+    pub fn feed(&mut self, id: u64, event: Event) {
+        self.queue.push_back((id, event));
+        if self.queue.len() > 1 {
+            // Already draining further up the stack.
+            return;
+        }
+        while let Some((id, event)) = self.queue.front().cloned() {
+            self.step(id, event);
+            self.queue.pop_front();
+        }
+    }
+
+    fn step(&mut self, id: u64, event: Event) {
+        let Some(idx) = self.position(id) else {
+            return;
+        };
+        let svc = &mut self.list[idx];
+        log::debug!("{}: {:?} on {event:?}", svc.name(), svc.life.state);
+        let life = std::mem::replace(&mut svc.life, lifecycle::Life::new(&svc.policy));
+        let (life, actions) = lifecycle::step(&svc.policy, life, event, Instant::now());
+        svc.life = life;
+        for action in actions {
+            self.apply(id, action);
+        }
+        self.sync_watch(id);
+    }
+
+    /// Asks `name` and, first, whatever it depends on to start.
+    pub fn start(&mut self, name: &str) {
         let mut needed = BTreeSet::new();
         self.collect_dependencies(name, &mut needed);
         let order: Vec<String> = self
@@ -99,43 +169,19 @@ impl Services {
             .map(|s| s.name.clone())
             .filter(|n| needed.contains(n))
             .collect();
-        let mut result = Ok(());
-        // Services that did not start here, with why, for their dependents.
-        let mut failed: Vec<(String, String)> = Vec::new();
         for dep in order {
-            let Some(idx) = self.index(&dep) else {
-                continue;
-            };
-            let svc = &mut self.list[idx];
-            if svc.stop_wanted {
-                svc.start_after_stop = true;
-                continue;
-            }
-            if svc.is_up() {
-                continue;
-            }
-            let blocked = failed
-                .iter()
-                .find(|(n, _)| svc.service.depends_on.contains(n))
-                .map(|(n, err)| format!("not started: dependency {n} failed: {err}"));
-            let outcome = if let Some(err) = blocked {
-                svc.error = Some(err.clone());
-                self.logs.note(&dep, &err);
-                Err(err)
-            } else {
-                svc.delay = svc.service.restart_delay;
-                self.launch(idx)
-            };
-            if let Err(err) = outcome {
-                result = Err(if dep == name {
-                    err.clone()
-                } else {
-                    format!("{dep} (needed by {name}): {err}")
-                });
-                failed.push((dep, err));
+            if let Some(id) = self.id(&dep) {
+                // A dependency that runs is left alone; `name` itself is asked even then,
+                // so that its client is answered.
+                let up = self.list[self.index(&dep).expect("has an id")]
+                    .life
+                    .state
+                    .is_up();
+                if dep == name || !up {
+                    self.feed(id, Event::Start);
+                }
             }
         }
-        result
     }
 
     fn collect_dependencies(&self, name: &str, into: &mut BTreeSet<String>) {
@@ -149,156 +195,266 @@ impl Services {
         }
     }
 
-    /// Spawns one run of the service, in the cgroup its last run left if it
-    /// kept one. A failure to set it up counts as a failed run: backoff if its
-    /// policy restarts it, else failed.
-    fn launch(&mut self, idx: usize) -> Result<(), String> {
-        let name = self.list[idx].name().to_string();
-        let spawned = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
-            Ok((read, write)) => {
-                let cgroup = self.list[idx].take_kept_cgroup();
-                let spawned = container::spawn(SpawnRequest {
-                    config: &self.config,
-                    service: &self.list[idx].service,
-                    command: None,
-                    stdio: Stdio::Log(write),
-                    cgroup,
-                });
-                self.new_pipes.push((name.clone(), read));
-                spawned.map_err(|err| err.to_string())
-            }
-            Err(err) => {
-                self.discard_kept_cgroup(idx);
-                Err(format!("creating its log pipe: {err}"))
-            }
-        };
-        let svc = &mut self.list[idx];
-        match spawned {
-            Ok(container) => {
-                let pid = container.pid();
-                svc.error = None;
-                svc.phase = Phase::Up(Box::new(Running {
-                    container,
-                    since: Instant::now(),
-                    frozen: false,
-                    stopping: None,
-                }));
-                let privileged = if svc.service.privileged {
-                    " (privileged: every capability, no seccomp filter, all devices)"
-                } else {
-                    ""
-                };
-                self.logs
-                    .note(&name, &format!("started, pid {pid}{privileged}"));
-                Ok(())
-            }
-            Err(err) => {
-                svc.error = Some(err.clone());
-                svc.exit_code = None;
-                self.logs.note(&name, &format!("failed to start: {err}"));
-                if svc.restarts_after(true) {
-                    self.back_off(idx, None);
-                } else {
-                    svc.phase = Phase::Ended { failed: true };
+    /// Moves on what waits for other services: starts whose dependencies are
+    /// up (or failed), stops whose stopping dependents are down.
+    pub fn settle(&mut self) {
+        loop {
+            let mut events = Vec::new();
+            for svc in &self.list {
+                match svc.life.state {
+                    State::Pending => {
+                        if let Some(event) = self.dependencies(svc) {
+                            events.push((svc.id, event));
+                        }
+                    }
+                    State::StopQueued { .. } if !self.has_stopping_dependent(svc) => {
+                        events.push((svc.id, Event::StopCleared));
+                    }
+                    _ => {}
                 }
-                Err(err)
+            }
+            if events.is_empty() {
+                return;
+            }
+            for (id, event) in events {
+                self.feed(id, event);
             }
         }
     }
 
-    /// Marks services to stop; they are signalled once their dependents that
-    /// are stopping too are down (see `advance_stops`).
-    pub fn request_stop(&mut self, idx: usize, then_start: bool) {
-        let svc = &mut self.list[idx];
-        svc.start_after_stop = then_start;
-        match &svc.phase {
-            Phase::Up(_) => svc.stop_wanted = true,
-            Phase::Backoff { .. } => {
-                self.discard_kept_cgroup(idx);
-                let svc = &mut self.list[idx];
-                svc.phase = Phase::Stopped;
-                let name = svc.name().to_string();
-                self.logs.note(&name, "pending restart cancelled");
-                self.finish_stop(idx);
-            }
-            _ => self.finish_stop(idx),
-        }
-    }
-
-    /// Signals every service that should stop and no longer has a stopping
-    /// dependent still up: reverse dependency order, in parallel where possible.
-    pub fn advance_stops(&mut self) {
-        for idx in 0..self.list.len() {
-            let svc = &self.list[idx];
-            let waiting = svc.stop_wanted && svc.running().is_some_and(|r| r.stopping.is_none());
-            if waiting && !self.has_stopping_dependent(idx) {
-                self.begin_stop(idx);
+    /// Whether a pending start may go on: None while a dependency is on its way up.
+    fn dependencies(&self, svc: &Supervised) -> Option<Event> {
+        for dep in &svc.service.depends_on {
+            let Some(idx) = self.index(dep) else {
+                continue;
+            };
+            let dep_svc = &self.list[idx];
+            match &dep_svc.life.state {
+                s if s.is_up() => {}
+                State::Exited => {}
+                State::Pending | State::Starting { .. } | State::SetupFailing { .. } => {
+                    return None
+                }
+                s if s.then() == Some(lifecycle::After::Start) => return None,
+                s => {
+                    let why = dep_svc
+                        .life
+                        .error
+                        .clone()
+                        .unwrap_or_else(|| format!("it is {}", s.word().as_str()));
+                    return Some(Event::DependencyFailed(format!(
+                        "not started: dependency {dep} failed: {why}"
+                    )));
+                }
             }
         }
+        Some(Event::DependenciesUp)
     }
 
-    fn has_stopping_dependent(&self, idx: usize) -> bool {
-        let name = self.list[idx].name();
+    fn has_stopping_dependent(&self, svc: &Supervised) -> bool {
         self.list.iter().any(|other| {
-            other.stop_wanted && other.is_up() && other.service.depends_on.iter().any(|d| d == name)
+            other.life.state.then().is_some()
+                && other.service.depends_on.iter().any(|d| d == svc.name())
         })
     }
 
-    fn begin_stop(&mut self, idx: usize) {
-        let name = self.list[idx].name().to_string();
-        let signal = self.list[idx].service.stop_signal;
-        let timeout = self.list[idx].service.stop_timeout;
-        let Some(running) = self.list[idx].running_mut() else {
+    fn apply(&mut self, id: u64, action: Action) {
+        let Some(idx) = self.position(id) else {
             return;
         };
-        let mut thaw_error = None;
-        if running.frozen {
-            // A frozen process would keep the signal pending: thaw it first so it
-            // can stop cleanly; if thawing fails, the kill after the timeout ends it.
-            thaw_error = running.container.cgroup.thaw(CGROUP_TIMEOUT).err();
-            running.frozen = thaw_error.is_some();
+        let name = self.list[idx].name().to_string();
+        match action {
+            Action::Spawn => self.spawn(idx),
+            Action::Signal(signal) => {
+                if let Some(pid) = self.list[idx].pid() {
+                    match kill(Pid::from_raw(pid), signal) {
+                        // Already gone: its exit is on the way.
+                        Ok(()) | Err(Errno::ESRCH) => {}
+                        Err(err) => self.logs.note(&name, &format!("sending {signal:?}: {err}")),
+                    }
+                }
+            }
+            Action::KillGroup => {
+                let killed = match self.list[idx].cgroup() {
+                    Some(cgroup) => cgroup.begin_kill(),
+                    None => Ok(()),
+                };
+                if let Err(err) = killed {
+                    self.logs.note(&name, &format!("kill: {err}"));
+                }
+            }
+            Action::BeginFreeze | Action::BeginThaw => {
+                let freeze = action == Action::BeginFreeze;
+                let asked = match self.list[idx].cgroup() {
+                    Some(cgroup) => cgroup.begin_set_frozen(freeze),
+                    None => Ok(()),
+                };
+                if let Err(err) = asked {
+                    let verb = if freeze { "freeze" } else { "thaw" };
+                    self.logs.note(&name, &format!("{verb}: {err}"));
+                    let wait = if freeze { Wait::Freeze } else { Wait::Thaw };
+                    self.answers.push(Answer {
+                        service: name,
+                        wait,
+                        result: Err(format!("{verb}: {err}")),
+                    });
+                    // Nothing will happen: give up at once rather than at the timeout.
+                    let event = if freeze {
+                        Event::FreezeTimedOut
+                    } else {
+                        Event::ThawTimedOut
+                    };
+                    if matches!(
+                        self.list[idx].life.state,
+                        State::Freezing { .. } | State::Thawing { .. }
+                    ) {
+                        self.queue.push_back((id, event));
+                    }
+                }
+            }
+            Action::Teardown { keep_cgroup } => self.teardown(idx, keep_cgroup),
+            Action::RemoveCgroup => {
+                if let Run::Kept(cgroup) = std::mem::replace(&mut self.list[idx].run, Run::None) {
+                    if let Err(err) = cgroup.destroy() {
+                        self.logs.note(&name, &format!("cleanup: {err}"));
+                    }
+                }
+            }
+            Action::Log(line) => self.logs.note(&name, &line),
+            Action::Answer(wait, result) => self.answers.push(Answer {
+                service: name,
+                wait,
+                result,
+            }),
+            Action::Forget => {
+                let svc = self.list.remove(idx);
+                // Its file stays open if a service of the same name came back.
+                if self.index(svc.name()).is_none() {
+                    self.logs.forget(svc.name());
+                }
+            }
         }
-        let sent = running.container.signal(signal);
-        running.stopping = Some(Stopping {
-            kill_at: deadline_after(timeout),
-            killed: false,
+    }
+
+    /// Launches one run, in the cgroup the last run kept if there is one.
+    fn spawn(&mut self, idx: usize) {
+        let id = self.list[idx].id;
+        let name = self.list[idx].name().to_string();
+        let kept = match std::mem::replace(&mut self.list[idx].run, Run::None) {
+            Run::Kept(cgroup) => Some(cgroup),
+            _ => None,
+        };
+        self.list[idx].oom_baseline = match kept {
+            Some(_) => self.list[idx]
+                .last_stats
+                .and_then(|s| s.oom_kills)
+                .unwrap_or(0),
+            None => 0,
+        };
+        let (read, write) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
+            Ok(pipe) => pipe,
+            Err(err) => {
+                if let Some(cgroup) = kept {
+                    let _ = cgroup.destroy();
+                }
+                let error = format!("creating its log pipe: {err}");
+                self.queue.push_back((id, Event::SetupFailed(error)));
+                self.queue.push_back((id, Event::InitExited(no_process())));
+                return;
+            }
+        };
+        let begun = container::begin(SpawnRequest {
+            config: &self.config,
+            service: &self.list[idx].service,
+            command: None,
+            stdio: Stdio::Log(write),
+            cgroup: kept,
         });
-        if let Some(err) = thaw_error {
-            self.logs
-                .note(&name, &format!("thaw before stop failed: {err}"));
-        }
-        self.logs.note(
-            &name,
-            &format!("stopping with {signal:?}, timeout {timeout:?}"),
-        );
-        match sent {
-            // Already gone: its exit is on the way.
-            Ok(())
-            | Err(SpawnError::Sys {
-                source: Errno::ESRCH,
-                ..
-            }) => {}
-            Err(err) => self.logs.note(&name, &format!("sending {signal:?}: {err}")),
+        self.new_pipes.push((name.clone(), read));
+        match begun {
+            Ok(starting) => {
+                let token = self.poller.token(poller::SETUP);
+                if let Err(err) = self.poller.add(starting.pipe(), EpollFlags::EPOLLIN, token) {
+                    self.logs.note(&name, &format!("watching its setup: {err}"));
+                }
+                let svc = &mut self.list[idx];
+                svc.setup_token = Some(token);
+                svc.run = Run::Starting(starting);
+            }
+            Err(err) => {
+                // Nothing of the run is left: it failed as if its setup had.
+                self.queue
+                    .push_back((id, Event::SetupFailed(err.to_string())));
+                self.queue.push_back((id, Event::InitExited(no_process())));
+            }
         }
     }
 
-    /// A stop (or restart) has reached its end: down and nothing pending.
-    fn finish_stop(&mut self, idx: usize) {
+    /// The setup pipe of `token` is readable: finished, failed, or not yet.
+    pub fn setup_readable(&mut self, token: u64) {
+        let Some(idx) = self.list.iter().position(|s| s.setup_token == Some(token)) else {
+            return;
+        };
+        self.read_setup(idx);
+    }
+
+    /// Learns what a starting service's setup has said, if anything.
+    fn read_setup(&mut self, idx: usize) {
         let svc = &mut self.list[idx];
-        svc.stop_wanted = false;
-        if std::mem::take(&mut svc.start_after_stop) && !svc.removed {
-            let name = svc.name().to_string();
-            // The error, if any, is in the service's status and log.
-            let _ = self.start(&name);
+        let id = svc.id;
+        let Run::Starting(starting) = &mut svc.run else {
+            return;
+        };
+        let event = match starting.read() {
+            Setup::Pending => return,
+            Setup::Finished => {
+                let pid = starting.pid().as_raw();
+                let Run::Starting(starting) = std::mem::replace(&mut svc.run, Run::None) else {
+                    unreachable!("matched above");
+                };
+                self.poller.delete(starting.pipe());
+                svc.run = Run::Up(starting.into_container());
+                Event::SetupFinished { pid }
+            }
+            Setup::Failed(message) => {
+                self.poller.delete(starting.pipe());
+                Event::SetupFailed(message)
+            }
+        };
+        svc.setup_token = None;
+        self.feed(id, event);
+    }
+
+    /// After init's exit: the run's final accounting, then its resources go
+    /// (or its emptied cgroup is kept for the next run).
+    fn teardown(&mut self, idx: usize, keep_cgroup: bool) {
+        let name = self.list[idx].name().to_string();
+        let container = match std::mem::replace(&mut self.list[idx].run, Run::None) {
+            Run::Up(container) => container,
+            Run::Starting(starting) => starting.into_container(),
+            other => {
+                self.list[idx].run = other;
+                return;
+            }
+        };
+        let cleaned = if keep_cgroup {
+            container.teardown_keeping_cgroup().map(Some)
+        } else {
+            container.teardown().map(|()| None)
+        };
+        match cleaned {
+            Ok(Some(cgroup)) => self.list[idx].run = Run::Kept(cgroup),
+            Ok(None) => {}
+            Err(err) => self.logs.note(&name, &format!("cleanup: {err}")),
         }
     }
 
-    /// Reaps every exited child; the service's exit is handled for our runs.
+    /// Reaps every exited child; a service's init exit goes to its lifecycle.
     pub fn reap(&mut self) {
         loop {
-            let (pid, code) = match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) => (pid, code),
-                Ok(WaitStatus::Signaled(pid, signal, _)) => (pid, 128 + signal as i32),
+            let (pid, code, signaled) = match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid, code, false),
+                Ok(WaitStatus::Signaled(pid, signal, _)) => (pid, 128 + signal as i32, true),
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
                 Ok(_) | Err(Errno::EINTR) => continue,
                 Err(err) => {
@@ -306,163 +462,181 @@ impl Services {
                     return;
                 }
             };
-            match self
-                .list
-                .iter()
-                .position(|s| s.running().is_some_and(|r| r.container.pid() == pid))
-            {
-                Some(idx) => self.on_exit(idx, code),
+            match self.list.iter().position(|s| s.pid() == Some(pid.as_raw())) {
+                Some(idx) => self.on_exit(idx, code, signaled),
                 None => log::debug!("reaped pid {pid} (not a service), status {code}"),
             }
         }
     }
 
-    fn on_exit(&mut self, idx: usize, code: i32) {
+    fn on_exit(&mut self, idx: usize, code: i32, signaled: bool) {
+        // What the setup said before it went comes first.
+        if matches!(self.list[idx].run, Run::Starting(_)) {
+            self.read_setup(idx);
+        }
         let svc = &mut self.list[idx];
-        let Phase::Up(running) = std::mem::replace(&mut svc.phase, Phase::Stopped) else {
-            return;
-        };
-        svc.exit_code = Some(code);
-        let name = svc.name().to_string();
-        let ran = running.since.elapsed();
-        let failed = code != 0;
-        // Killed from outside while frozen: not a crash of the service itself.
-        let restart = !running.frozen && svc.restarts_after(failed);
-        self.logs.note(
-            &name,
-            &format!("exited with status {code} after {:.1}s", ran.as_secs_f64()),
+        let id = svc.id;
+        if let Run::Starting(starting) = &svc.run {
+            self.poller.delete(starting.pipe());
+            svc.setup_token = None;
+        }
+        // The final accounting, while the cgroup still exists.
+        let stats = svc.cgroup().and_then(|cgroup| cgroup.stats().ok());
+        let oom_killed = stats
+            .and_then(|s| s.oom_kills)
+            .is_some_and(|kills| kills > svc.oom_baseline);
+        if matches!(svc.run, Run::Up(_)) {
+            svc.last_stats = stats;
+        }
+        self.feed(
+            id,
+            Event::InitExited(Exit {
+                code,
+                signaled,
+                oom_killed,
+            }),
         );
-        // A restart starts in the same cgroup: emptied, but not removed and created again.
-        let cleaned = if restart {
-            running.container.teardown_keeping_cgroup().map(Some)
-        } else {
-            running.container.teardown().map(|()| None)
-        };
-        let kept = cleaned.unwrap_or_else(|err| {
-            self.logs.note(&name, &format!("cleanup: {err}"));
-            None
-        });
-        let svc = &mut self.list[idx];
-        if svc.stop_wanted {
-            self.finish_stop(idx);
-        } else if restart {
-            if ran >= RESET_BACKOFF_AFTER {
-                svc.delay = svc.service.restart_delay;
-            }
-            self.back_off(idx, kept);
-        } else {
-            svc.phase = Phase::Ended { failed };
-        }
     }
 
-    /// Waits the service's current restart delay before its next run, which
-    /// starts in `cgroup` if the last run's group was kept.
-    fn back_off(&mut self, idx: usize, cgroup: Option<Box<dyn cgroups::Cgroup>>) {
-        let svc = &mut self.list[idx];
-        let delay = svc.take_delay();
-        svc.phase = Phase::Backoff {
-            until: deadline_after(delay),
-            cgroup,
-        };
-        let name = svc.name().to_string();
-        self.logs
-            .note(&name, &format!("restarting in {:.1}s", delay.as_secs_f64()));
-    }
-
-    /// Removes the cgroup a service waiting to restart kept, when that restart
-    /// is not going to happen or needs a new group (stop, removal, a changed
-    /// definition).
-    pub fn discard_kept_cgroup(&mut self, idx: usize) {
-        let Some(cgroup) = self.list[idx].take_kept_cgroup() else {
+    /// Starts or ends watching a service's freezer, as its state needs.
+    fn sync_watch(&mut self, id: u64) {
+        let Some(idx) = self.position(id) else {
             return;
         };
-        if let Err(err) = cgroup.destroy() {
-            let name = self.list[idx].name().to_string();
-            self.logs.note(&name, &format!("cleanup: {err}"));
+        let want = match self.list[idx].life.state {
+            State::Freezing { .. } => Some(true),
+            State::Thawing { .. } => Some(false),
+            _ => None,
+        };
+        let svc = &mut self.list[idx];
+        let Some(frozen) = want else {
+            // Closing the file takes it out of epoll.
+            svc.watch = None;
+            return;
+        };
+        if svc.watch.is_none() {
+            let events = svc.cgroup().and_then(|cgroup| cgroup.events_file());
+            svc.watch = Some(match events {
+                Some(file) => {
+                    let token = self.poller.token(poller::CGROUP);
+                    match self.poller.add(file.as_fd(), EpollFlags::EPOLLPRI, token) {
+                        Ok(()) => FreezerWatch::Events { file, token },
+                        Err(_) => recheck(RECHECK_FIRST),
+                    }
+                }
+                None => recheck(RECHECK_FIRST),
+            });
+        }
+        // It may be done already (a group with few processes freezes at once).
+        self.check_freezer(idx, frozen);
+    }
+
+    /// cgroup.events of `token` changed.
+    pub fn cgroup_event(&mut self, token: u64) {
+        let Some(idx) = self.list.iter().position(
+            |s| matches!(&s.watch, Some(FreezerWatch::Events { token: t, .. }) if *t == token),
+        ) else {
+            return;
+        };
+        if let Some(FreezerWatch::Events { file, .. }) = &mut self.list[idx].watch {
+            // Reading re-arms the notification.
+            let mut text = String::new();
+            let _ = file
+                .seek(SeekFrom::Start(0))
+                .and_then(|_| file.read_to_string(&mut text));
+        }
+        let frozen = matches!(self.list[idx].life.state, State::Freezing { .. });
+        self.check_freezer(idx, frozen);
+    }
+
+    /// Feeds the confirmation once the freezer has reached `frozen`.
+    fn check_freezer(&mut self, idx: usize, frozen: bool) {
+        let svc = &self.list[idx];
+        let Some(cgroup) = svc.cgroup() else {
+            return;
+        };
+        let reached = cgroup.reached_frozen(frozen).unwrap_or(false);
+        // An empty group "freezes" too: with its init gone, its exit is on the way.
+        let init_there = || {
+            svc.pid()
+                .is_some_and(|pid| cgroup.procs().is_ok_and(|procs| procs.contains(&pid)))
+        };
+        if reached && (!frozen || init_there()) {
+            let event = if frozen {
+                Event::FreezeConfirmed
+            } else {
+                Event::ThawConfirmed
+            };
+            let id = svc.id;
+            self.feed(id, event);
         }
     }
 
-    /// The earliest backoff end or stop timeout.
+    /// The earliest moment a service needs the daemon without any event.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.list.iter().filter_map(Supervised::deadline).min()
     }
 
-    /// Restarts whose backoff is over; kills services whose stop_timeout ran out.
+    /// Feeds the timers that are due; looks at v1 freezers again.
     pub fn run_timers(&mut self, now: Instant) {
-        for idx in 0..self.list.len() {
-            match self.list[idx].deadline() {
-                Some(at) if at <= now => {}
-                _ => continue,
-            }
-            let svc = &mut self.list[idx];
-            let name = svc.name().to_string();
-            if let Phase::Backoff { .. } = svc.phase {
-                svc.restarts += 1;
-                // A failure is recorded in status and log, and backs off again.
-                let _ = self.launch(idx);
-            } else if let Some(running) = svc.running_mut() {
-                if let Some(stopping) = &mut running.stopping {
-                    stopping.killed = true;
+        let mut due = Vec::new();
+        let mut rechecks = Vec::new();
+        for svc in &mut self.list {
+            if let Some((at, event)) = svc.life.state.timer() {
+                if at <= now {
+                    due.push((svc.id, event));
                 }
-                let killed = running.container.kill_all();
-                self.logs
-                    .note(&name, "stop timeout: killing every process of its cgroup");
-                if let Err(err) = killed {
-                    self.logs.note(&name, &format!("kill: {err}"));
+            }
+            if let Some(FreezerWatch::Recheck { at, pause }) = &mut svc.watch {
+                if *at <= now {
+                    *pause = (*pause * 2).min(RECHECK_MAX);
+                    *at = now + *pause;
+                    rechecks.push(svc.id);
                 }
             }
         }
-    }
-
-    /// Freezes (true) or thaws (false) a running service; returns once the
-    /// kernel reports it done (bounded by CGROUP_TIMEOUT; undone on timeout).
-    pub fn set_frozen(&mut self, name: &str, freeze: bool) -> Result<(), String> {
-        let idx = self
-            .index(name)
-            .ok_or_else(|| format!("unknown service: {name}"))?;
-        let state = self.list[idx].state();
-        let running = match self.list[idx].running_mut() {
-            Some(running) if running.stopping.is_none() => running,
-            _ => return Err(format!("{name} is not running (state {})", state.as_str())),
-        };
-        if running.frozen == freeze {
-            return Ok(());
+        for id in rechecks {
+            if let Some(idx) = self.position(id) {
+                let frozen = matches!(self.list[idx].life.state, State::Freezing { .. });
+                self.check_freezer(idx, frozen);
+            }
         }
-        let cgroup = &running.container.cgroup;
-        let (done, verb) = if freeze {
-            (cgroup.freeze(CGROUP_TIMEOUT), "freeze")
-        } else {
-            (cgroup.thaw(CGROUP_TIMEOUT), "thaw")
-        };
-        done.map_err(|err| format!("{name}: {verb}: {err}"))?;
-        let pid = running.container.pid().as_raw();
-        let exited = || cgroup.procs().is_ok_and(|procs| !procs.contains(&pid));
-        if freeze && exited() {
-            // Its init exited after the reap above: an empty group "froze".
-            // Undo, so its exit is handled as what it is.
-            let _ = running.container.cgroup.thaw(CGROUP_TIMEOUT);
-            return Err(format!("{name} is not running (it exited)"));
+        for (id, event) in due {
+            // Only if it is still what the state waits for.
+            let still = self
+                .position(id)
+                .and_then(|idx| self.list[idx].life.state.timer())
+                .is_some_and(|(at, e)| at <= now && e == event);
+            if still {
+                self.feed(id, event);
+            }
         }
-        running.frozen = freeze;
-        self.logs
-            .note(name, if freeze { "frozen" } else { "thawed" });
-        Ok(())
     }
 
     /// Stops everything (reverse dependency order); nothing restarts after.
     pub fn stop_all(&mut self) {
-        for idx in 0..self.list.len() {
-            self.request_stop(idx, false);
+        let ids: Vec<u64> = self.list.iter().map(|s| s.id).collect();
+        for id in ids {
+            self.feed(id, Event::Stop);
         }
-        self.advance_stops();
+        self.settle();
     }
 
+    /// No service has a process any more.
     pub fn all_down(&self) -> bool {
-        !self.list.iter().any(Supervised::is_up)
+        !self.list.iter().any(|s| s.life.state.has_run())
     }
 
-    /// At exit, every service down: removes the (empty) cgroup parents we used.
+    /// At exit, every service down: removes the kept groups and the (empty)
+    /// cgroup parents we used.
     pub fn remove_cgroup_parents(&mut self) {
+        for svc in &mut self.list {
+            if let Run::Kept(cgroup) = std::mem::replace(&mut svc.run, Run::None) {
+                if let Err(err) = cgroup.destroy() {
+                    log::warn!("removing cgroup {}: {err}", cgroup.path());
+                }
+            }
+        }
         let current = (self.config.cgroup_driver, self.config.cgroup_parent.clone());
         for (driver, parent) in self
             .old_cgroup_parents
@@ -474,17 +648,20 @@ impl Services {
             }
         }
     }
+}
 
-    /// Forgets removed services once they are down.
-    pub fn drop_removed(&mut self) {
-        let mut idx = 0;
-        while idx < self.list.len() {
-            if self.list[idx].removed && !self.list[idx].is_up() {
-                let svc = self.list.remove(idx);
-                self.logs.forget(svc.name());
-            } else {
-                idx += 1;
-            }
-        }
+fn recheck(pause: Duration) -> FreezerWatch {
+    FreezerWatch::Recheck {
+        at: Instant::now() + pause,
+        pause,
+    }
+}
+
+/// The exit of a run whose process never existed (its start failed here).
+fn no_process() -> Exit {
+    Exit {
+        code: 0,
+        signaled: false,
+        oom_killed: false,
     }
 }

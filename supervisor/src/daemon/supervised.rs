@@ -1,87 +1,64 @@
-//! One service as the daemon sees it: its definition, where it is in its life,
-//! and the counters that `status` shows.
+//! One service as the daemon holds it: its definition, its lifecycle (pure
+//! data, see `lifecycle.rs`) and the system resources of its current run.
 
-use std::time::{Duration, Instant};
+use std::fs::File;
+use std::time::{Duration, Instant, SystemTime};
 
-use config::{RestartPolicy, Service};
+use config::Service;
 
-use crate::container::Container;
-use crate::protocol::{ServiceStatus, State};
+use super::lifecycle::{Life, Policy, State};
+use crate::container::{Container, Starting};
+use crate::logs::timestamp::rfc3339;
+use crate::protocol::ServiceStatus;
 
-/// How long after its start a service counts as having run well: its next crash
-/// restarts after the initial restart_delay again.
-pub const RESET_BACKOFF_AFTER: Duration = Duration::from_secs(10);
+/// The resources of a service's run.
+pub enum Run {
+    None,
+    /// The emptied cgroup of the last run, for the next automatic restart.
+    Kept(Box<dyn cgroups::Cgroup>),
+    /// Its container is setting itself up.
+    Starting(Starting),
+    /// Its init was exec'd.
+    Up(Container),
+}
+
+/// How the daemon learns that the freezer is done: cgroup.events in epoll, or
+/// (v1 freezer) looking again after a pause.
+pub enum FreezerWatch {
+    Events { file: File, token: u64 },
+    Recheck { at: Instant, pause: Duration },
+}
 
 pub struct Supervised {
+    /// Unique for the daemon's lifetime (names repeat across reloads).
+    pub id: u64,
     /// The definition it runs with (or will start with).
     pub service: Service,
-    pub phase: Phase,
-    /// Automatic restarts so far.
-    pub restarts: u64,
-    pub exit_code: Option<i32>,
-    /// Why the last start failed.
-    pub error: Option<String>,
-    /// The wait before the next automatic restart.
-    pub delay: Duration,
-    /// A stop was asked for and is not finished yet.
-    pub stop_wanted: bool,
-    /// Start again once stopped (restart, or a changed definition on reload).
-    pub start_after_stop: bool,
-    /// Gone from the file on reload: forgotten once it is down.
-    pub removed: bool,
-}
-
-pub enum Phase {
-    /// Never started, or stopped on request.
-    Stopped,
-    /// Ended by itself and not restarted: `exited` with status 0, else `failed`.
-    Ended {
-        failed: bool,
-    },
-    /// Waiting to restart.
-    Backoff {
-        until: Instant,
-        /// The last run's emptied cgroup, for the next run to start in (see
-        /// `Services::discard_kept_cgroup` for when it is removed instead).
-        cgroup: Option<Box<dyn cgroups::Cgroup>>,
-    },
-    Up(Box<Running>),
-}
-
-pub struct Running {
-    pub container: Container,
-    pub since: Instant,
-    pub frozen: bool,
-    pub stopping: Option<Stopping>,
-}
-
-pub struct Stopping {
-    /// When the stop_timeout runs out and every process of the cgroup is killed.
-    pub kill_at: Instant,
-    pub killed: bool,
-}
-
-/// The moment `delay` from now. The config caps durations at a year, but a
-/// deadline must never overflow the clock whatever the value: it is clamped.
-pub fn deadline_after(delay: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(delay.min(config::MAX_DURATION))
-        .unwrap_or(now)
+    pub policy: Policy,
+    pub life: Life,
+    pub run: Run,
+    /// The epoll token of its setup's error pipe while starting.
+    pub setup_token: Option<u64>,
+    pub watch: Option<FreezerWatch>,
+    /// The last run's accounting, read before its cgroup went (or was reused).
+    pub last_stats: Option<cgroups::Stats>,
+    /// OOM kills its kept cgroup had counted before the current run.
+    pub oom_baseline: u64,
 }
 
 impl Supervised {
-    pub fn new(service: Service) -> Self {
-        let delay = service.restart_delay;
+    pub fn new(id: u64, service: Service) -> Self {
+        let policy = Policy::of(&service);
         Supervised {
+            id,
+            life: Life::new(&policy),
+            policy,
             service,
-            phase: Phase::Stopped,
-            restarts: 0,
-            exit_code: None,
-            error: None,
-            delay,
-            stop_wanted: false,
-            start_after_stop: false,
-            removed: false,
+            run: Run::None,
+            setup_token: None,
+            watch: None,
+            last_stats: None,
+            oom_baseline: 0,
         }
     }
 
@@ -89,109 +66,87 @@ impl Supervised {
         &self.service.name
     }
 
-    pub fn running(&self) -> Option<&Running> {
-        match &self.phase {
-            Phase::Up(running) => Some(running),
+    /// Removed from the file and on its way out.
+    pub fn removed(&self) -> bool {
+        self.life.state.then() == Some(super::lifecycle::After::Forget)
+    }
+
+    pub fn cgroup(&self) -> Option<&dyn cgroups::Cgroup> {
+        match &self.run {
+            Run::Up(container) => Some(container.cgroup.as_ref()),
+            Run::Starting(starting) => Some(starting.cgroup()),
+            Run::Kept(cgroup) => Some(cgroup.as_ref()),
+            Run::None => None,
+        }
+    }
+
+    pub fn pid(&self) -> Option<i32> {
+        match &self.run {
+            Run::Up(container) => Some(container.pid().as_raw()),
+            Run::Starting(starting) => Some(starting.pid().as_raw()),
             _ => None,
         }
     }
 
-    pub fn running_mut(&mut self) -> Option<&mut Running> {
-        match &mut self.phase {
-            Phase::Up(running) => Some(running),
-            _ => None,
-        }
-    }
-
-    pub fn is_up(&self) -> bool {
-        matches!(self.phase, Phase::Up(_))
-    }
-
-    /// No stop or restart of this service is in progress.
-    pub fn settled(&self) -> bool {
-        !self.stop_wanted && !self.start_after_stop
-    }
-
-    pub fn state(&self) -> State {
-        match &self.phase {
-            Phase::Stopped => State::Stopped,
-            Phase::Ended { failed: false } => State::Exited,
-            Phase::Ended { failed: true } => State::Failed,
-            Phase::Backoff { .. } => State::Backoff,
-            Phase::Up(running) if running.stopping.is_some() => State::Stopping,
-            Phase::Up(running) if running.frozen => State::Frozen,
-            Phase::Up(_) => State::Running,
-        }
-    }
-
-    /// The next moment this service needs the daemon's attention without any event.
+    /// The next moment it needs the daemon without any event.
     pub fn deadline(&self) -> Option<Instant> {
-        match &self.phase {
-            Phase::Backoff { until, .. } => Some(*until),
-            Phase::Up(running) => running
-                .stopping
-                .as_ref()
-                .filter(|s| !s.killed)
-                .map(|s| s.kill_at),
+        let timer = self.life.state.timer().map(|(at, _)| at);
+        let recheck = match &self.watch {
+            Some(FreezerWatch::Recheck { at, .. }) => Some(*at),
             _ => None,
-        }
-    }
-
-    /// Whether its policy restarts it after a run that ended by itself (or
-    /// failed to start), unless it is being stopped or removed.
-    pub fn restarts_after(&self, failed: bool) -> bool {
-        let policy = match self.service.restart {
-            RestartPolicy::Always => true,
-            RestartPolicy::OnFailure => failed,
-            RestartPolicy::Never => false,
         };
-        policy && !self.stop_wanted && !self.removed
-    }
-
-    /// The cgroup kept for the next run, if it is waiting to restart with one.
-    pub fn take_kept_cgroup(&mut self) -> Option<Box<dyn cgroups::Cgroup>> {
-        match &mut self.phase {
-            Phase::Backoff { cgroup, .. } => cgroup.take(),
-            _ => None,
-        }
-    }
-
-    /// The next restart delay after this one: doubled, up to restart_delay_max.
-    pub fn take_delay(&mut self) -> Duration {
-        let delay = self.delay;
-        self.delay = delay
-            .saturating_mul(2)
-            .min(self.service.restart_delay_max)
-            .max(self.service.restart_delay);
-        delay
+        timer.into_iter().chain(recheck).min()
     }
 
     pub fn status(&self, cgroup_parent: &str) -> ServiceStatus {
-        let running = self.running();
-        let stats = running.and_then(|r| r.container.cgroup.stats().ok());
+        let live = match &self.run {
+            Run::Up(container) => container.cgroup.stats().ok(),
+            _ => None,
+        };
+        // Between runs: the last run's final accounting.
+        let stats = live.or(self.last_stats);
+        let now = Instant::now();
+        let wall = |at: Instant| {
+            let at = if at >= now {
+                SystemTime::now() + (at - now)
+            } else {
+                SystemTime::now() - (now - at)
+            };
+            rfc3339(at)
+        };
+        let last_exit = self.life.last_exit;
+        let next_retry = match self.life.state {
+            State::Backoff { until } => Some(wall(until)),
+            _ => None,
+        };
         ServiceStatus {
             name: self.service.name.clone(),
-            state: self.state(),
-            pid: running.map(|r| r.container.pid().as_raw()),
-            restarts: self.restarts,
-            exit_code: self.exit_code,
-            cgroup: running.map_or_else(
+            state: self.life.state.word(),
+            pid: self.pid(),
+            restarts: self.life.restarts,
+            exit_code: last_exit.and_then(|e| e.code),
+            exit_reason: last_exit.map(|e| e.reason.as_str().to_string()),
+            last_exit_at: last_exit.map(|e| wall(e.at)),
+            next_retry_at: next_retry,
+            cgroup: self.cgroup().map_or_else(
                 || format!("{}/{}", cgroup_parent.trim_matches('/'), self.service.name),
-                |r| r.container.cgroup_path().to_string(),
+                |cgroup| cgroup.path().to_string(),
             ),
-            uptime_s: running.map(|r| r.since.elapsed().as_secs()),
-            memory_bytes: stats.as_ref().and_then(|s| s.memory_bytes),
-            memory_peak_bytes: stats.as_ref().and_then(|s| s.memory_peak_bytes),
-            cpu_usage_us: stats.as_ref().and_then(|s| s.cpu_usage_us),
-            pids_current: stats.as_ref().and_then(|s| s.pids_current),
-            oom_kills: stats.as_ref().and_then(|s| s.oom_kills),
-            error: self.error.clone(),
-            addresses: running
-                .map(|r| r.container.addresses())
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(network, ip)| (network, ip.to_string()))
-                .collect(),
+            uptime_s: self.life.state.since().map(|s| s.elapsed().as_secs()),
+            memory_bytes: live.and_then(|s| s.memory_bytes),
+            memory_peak_bytes: stats.and_then(|s| s.memory_peak_bytes),
+            cpu_usage_us: stats.and_then(|s| s.cpu_usage_us),
+            pids_current: live.and_then(|s| s.pids_current),
+            oom_kills: stats.and_then(|s| s.oom_kills),
+            error: self.life.error.clone(),
+            addresses: match &self.run {
+                Run::Up(container) => container
+                    .addresses()
+                    .into_iter()
+                    .map(|(network, ip)| (network, ip.to_string()))
+                    .collect(),
+                _ => Default::default(),
+            },
         }
     }
 }

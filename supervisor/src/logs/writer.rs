@@ -13,7 +13,10 @@ pub struct LogFile {
     path: PathBuf,
     /// Opened on the first line, so services that never print cost no descriptor.
     file: Option<File>,
+    /// Bytes in the file, not counting `pending`.
     size: u64,
+    /// Records not written yet (see `buffer_line` and `flush`).
+    pending: Vec<u8>,
 }
 
 impl LogFile {
@@ -22,6 +25,7 @@ impl LogFile {
             path,
             file: None,
             size: 0,
+            pending: Vec::new(),
         }
     }
 
@@ -31,13 +35,35 @@ impl LogFile {
 
     /// Writes `TIMESTAMP LINE\n` (the line without its newline).
     pub fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
-        let mut record = timestamp::rfc3339(SystemTime::now()).into_bytes();
-        record.push(b' ');
-        record.extend_from_slice(line);
-        record.push(b'\n');
-        if self.size > 0 && self.size + record.len() as u64 > MAX_BYTES {
+        let stamp = timestamp::rfc3339(SystemTime::now());
+        self.buffer_line(line, &stamp)?;
+        self.flush()
+    }
+
+    /// Adds `STAMP LINE\n` to what `flush` writes in one go (a pipe's read
+    /// holds many lines: one write for all of them), rotating first if the
+    /// file would grow past its size.
+    pub fn buffer_line(&mut self, line: &[u8], stamp: &str) -> io::Result<()> {
+        let record = stamp.len() + line.len() + 2;
+        let size = self.size + self.pending.len() as u64;
+        if size > 0 && size + record as u64 > MAX_BYTES {
+            self.flush()?;
             self.rotate()?;
         }
+        self.pending.extend_from_slice(stamp.as_bytes());
+        self.pending.push(b' ');
+        self.pending.extend_from_slice(line);
+        self.pending.push(b'\n');
+        Ok(())
+    }
+
+    /// Writes the buffered lines. On error they are dropped: a full or
+    /// broken disk must not grow the daemon's memory.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
         let file = match &mut self.file {
             Some(file) => file,
             None => {
@@ -50,9 +76,12 @@ impl LogFile {
                 self.file.insert(file)
             }
         };
-        file.write_all(&record)?;
-        self.size += record.len() as u64;
-        Ok(())
+        let written = file.write_all(&pending);
+        self.size += pending.len() as u64;
+        // Keep the allocation for the next batch.
+        self.pending = pending;
+        self.pending.clear();
+        written
     }
 
     /// NAME.log.2 -> .3, .1 -> .2, NAME.log -> .1; the next line opens a fresh file.
