@@ -8,9 +8,11 @@ mod daemon;
 mod docs;
 mod human;
 mod image_cmd;
+mod inspect;
 mod logs;
 mod net;
 mod protocol;
+mod stats;
 
 use std::process::ExitCode;
 
@@ -40,10 +42,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Daemon(arg) => daemon::run(&arg.config, state_dir),
         Command::Run {
             config,
+            tty,
             name,
             command,
-        } => container::run_foreground(&config.config, &name, command),
+        } => container::run_foreground(&config.config, &name, command, tty),
         Command::ContainerSetup => container::setup_main(),
+        Command::ExecSetup => container::exec_setup_main(),
         Command::Completions { shell } => docs::completions(shell).map(|()| ExitCode::SUCCESS),
         Command::Manpages { dir } => docs::manpages(&dir).map(|()| ExitCode::SUCCESS),
         Command::Image(cmd) => image_cmd::run(cmd),

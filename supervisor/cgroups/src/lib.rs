@@ -14,6 +14,7 @@ mod fsops;
 mod hybrid;
 mod killer;
 mod limits;
+mod membership;
 mod mountinfo;
 mod notify;
 #[allow(unsafe_code)]
@@ -29,6 +30,7 @@ use std::time::Duration;
 
 pub use devices::{DeviceAccess, DeviceKind, DevicePolicy, DeviceRule};
 pub use error::Error;
+pub use membership::{io_bytes, limits, memberships, memory_limit, Membership};
 
 use hybrid::HybridCgroup;
 use mountinfo::Mounts;

@@ -126,13 +126,10 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
         user_namespace: service.namespaces.user,
         cgroup_namespace: service.namespaces.cgroup,
         cgroup_path: format!("{}/{}", config.cgroup_parent, service.name),
-        env: environment(
-            service,
-            user.home.as_deref(),
-            matches!(req.stdio, Stdio::Inherit),
-        ),
+        env: environment(service, user.home.as_deref(), &req.stdio),
         credentials: user.credentials,
         take_terminal: matches!(req.stdio, Stdio::Inherit) && in_terminal_foreground(),
+        controlling_terminal: matches!(req.stdio, Stdio::Terminal(_)),
         workdir: service.workdir.clone(),
         command,
         capabilities: (!service.privileged).then_some(service.capabilities.0),
@@ -206,7 +203,7 @@ fn give_layer(layer: &Path, image: &Path, first: u32) -> Result<(), SpawnError> 
 
 /// Like Docker: PATH, HOSTNAME, HOME (and TERM on a terminal) by default,
 /// then the service's env, which wins.
-fn environment(service: &Service, home: Option<&Path>, inherit_stdio: bool) -> Vec<String> {
+fn environment(service: &Service, home: Option<&Path>, stdio: &Stdio) -> Vec<String> {
     let mut env = std::collections::BTreeMap::new();
     env.insert("PATH".to_string(), DEFAULT_PATH.to_string());
     if service.namespaces.uts {
@@ -218,10 +215,14 @@ fn environment(service: &Service, home: Option<&Path>, inherit_stdio: bool) -> V
             .to_string_lossy()
             .into_owned(),
     );
-    if inherit_stdio && nix::unistd::isatty(0).unwrap_or(false) {
-        if let Ok(term) = std::env::var("TERM") {
-            env.insert("TERM".to_string(), term);
-        }
+    let on_terminal = match stdio {
+        Stdio::Inherit => nix::unistd::isatty(0).unwrap_or(false),
+        Stdio::Terminal(_) => true,
+        Stdio::Log(_) => false,
+    };
+    if on_terminal {
+        let term = std::env::var("TERM").unwrap_or_else(|_| "xterm".to_string());
+        env.insert("TERM".to_string(), term);
     }
     env.extend(service.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
