@@ -198,7 +198,10 @@ fn done(
 
 /// --state-dir (or $SUPERVISOR_STATE_DIR, via clap), else the state_dir of -c FILE,
 /// else the default.
-pub(crate) fn resolve_state_dir(state_dir: Option<PathBuf>, config: &OptConfigArg) -> anyhow::Result<PathBuf> {
+pub(crate) fn resolve_state_dir(
+    state_dir: Option<PathBuf>,
+    config: &OptConfigArg,
+) -> anyhow::Result<PathBuf> {
     if let Some(dir) = state_dir {
         return Ok(dir);
     }

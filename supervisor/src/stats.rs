@@ -93,7 +93,10 @@ fn read(state_dir: &Path, names: &[String]) -> anyhow::Result<BTreeMap<String, R
     for name in names {
         if !services.iter().any(|s| &s.name == name) {
             let known = services.iter().map(|s| s.name.as_str());
-            bail!("no service named {name}{}", config::did_you_mean(name, known));
+            bail!(
+                "no service named {name}{}",
+                config::did_you_mean(name, known)
+            );
         }
     }
     let mut readings = BTreeMap::new();
@@ -151,8 +154,15 @@ fn table(samples: &[Sample]) -> String {
     let dash = || "-".to_string();
     let bytes = |b: Option<u64>| b.map_or_else(dash, crate::human::bytes);
     let percent = |p: Option<f64>| p.map_or_else(dash, |p| format!("{p:.2}%"));
-    let mut rows = vec![["NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS", "BLOCK I/O"]
-        .map(String::from)];
+    let mut rows = vec![[
+        "NAME",
+        "CPU %",
+        "MEM USAGE / LIMIT",
+        "MEM %",
+        "PIDS",
+        "BLOCK I/O",
+    ]
+    .map(String::from)];
     for s in samples {
         rows.push([
             s.name.clone(),

@@ -152,9 +152,10 @@ mod tests {
         mounts
             .v1
             .insert("cpu".into(), PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"));
-        mounts
-            .v1
-            .insert("cpuacct".into(), PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"));
+        mounts.v1.insert(
+            "cpuacct".into(),
+            PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"),
+        );
         let text = "4:cpu,cpuacct:/supervisor/web\n1:name=systemd:/x\n0::/supervisor/web\n";
         let groups = parse(text, &mounts);
         assert_eq!(groups.len(), 3);

@@ -64,7 +64,10 @@ pub fn exec(state_dir: &Path, status: &ServiceStatus, args: ExecArgs) -> anyhow:
     }
     let state = super::exec_state(state_dir, name)?;
     if state.pid != pid {
-        bail!("service {name} restarted meanwhile (pid {pid}, recorded {})", state.pid);
+        bail!(
+            "service {name} restarted meanwhile (pid {pid}, recorded {})",
+            state.pid
+        );
     }
     let cgroup_dirs = cgroups::memberships(pid)
         .context("read the service's cgroups")?
@@ -84,7 +87,11 @@ pub fn exec(state_dir: &Path, status: &ServiceStatus, args: ExecArgs) -> anyhow:
     };
     enter_pid_namespace(pid)?;
     let signals = block_signals()?;
-    let relay = if args.tty { Some(Relay::open()?) } else { None };
+    let relay = match args.tty && has_own_devpts(pid) {
+        true => Some(Relay::open_in(pid)?),
+        false if args.tty => Some(Relay::open()?),
+        false => None,
+    };
     let (child, error) = start(&spec, relay.as_ref())?;
     if let Some(code) = setup_failure(error, child)? {
         return Ok(ExitCode::from(code));
@@ -94,6 +101,15 @@ pub fn exec(state_dir: &Path, status: &ServiceStatus, args: ExecArgs) -> anyhow:
         None => wait_forwarding(child, &signals)?,
     };
     Ok(ExitCode::from(code))
+}
+
+/// The service has a devpts of its own (a mount namespace and root filesystem).
+fn has_own_devpts(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).is_ok_and(|text| {
+        text.lines()
+            .any(|l| l.contains(" /dev/pts ") && l.contains(" - devpts "))
+    }) && namespace_inode(&format!("/proc/{pid}/ns/mnt")).ok()
+        != namespace_inode("/proc/self/ns/mnt").ok()
 }
 
 /// The names of the namespaces of `pid` that differ from ours (as nsenter -a).

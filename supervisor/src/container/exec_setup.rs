@@ -235,8 +235,12 @@ fn find_program(command: &[OsString], path: &str) -> Result<PathBuf, Failure> {
             anyhow::anyhow!("{}: is a directory", found.display()),
         ));
     }
-    nix::unistd::access(&found, AccessFlags::X_OK)
-        .map_err(|errno| Failure(CANNOT_EXECUTE, anyhow::anyhow!("{}: {}", found.display(), errno.desc())))?;
+    nix::unistd::access(&found, AccessFlags::X_OK).map_err(|errno| {
+        Failure(
+            CANNOT_EXECUTE,
+            anyhow::anyhow!("{}: {}", found.display(), errno.desc()),
+        )
+    })?;
     Ok(found)
 }
 

@@ -39,6 +39,34 @@ impl Relay {
         })
     }
 
+    /// A new pseudo-terminal of the devpts instance of process `pid`'s root
+    /// (a service's), as large as our terminal: in the service, the command
+    /// finds its terminal under /dev/pts. The path is resolved inside that
+    /// root (the service owns its /dev).
+    pub fn open_in(pid: i32) -> anyhow::Result<Relay> {
+        use nix::fcntl::OFlag;
+        use nix::sys::stat::{fstat, major, minor, SFlag};
+        let root_path = format!("/proc/{pid}/root");
+        let root = std::fs::File::open(&root_path).with_context(|| format!("open {root_path}"))?;
+        let master = sys::open_in_root(
+            root.as_fd(),
+            std::path::Path::new("dev/pts/ptmx"),
+            OFlag::O_RDWR | OFlag::O_NOCTTY,
+        )
+        .context("open the service's /dev/pts/ptmx")?;
+        let stat = fstat(std::os::fd::AsRawFd::as_raw_fd(&master)).context("stat /dev/pts/ptmx")?;
+        let is_ptmx = SFlag::from_bits_truncate(stat.st_mode).contains(SFlag::S_IFCHR)
+            && (major(stat.st_rdev), minor(stat.st_rdev)) == (5, 2);
+        if !is_ptmx {
+            anyhow::bail!("the service's /dev/pts/ptmx is not a pseudo-terminal multiplexer");
+        }
+        let slave = sys::pty_peer(master.as_fd()).context("open the pseudo-terminal's slave")?;
+        if let Some(size) = sys::window_size(std::io::stdin().as_fd()) {
+            let _ = sys::set_window_size(master.as_fd(), &size);
+        }
+        Ok(Relay { master, slave })
+    }
+
     /// The slave, for the child's stdin, stdout and stderr.
     pub fn slave(&self) -> BorrowedFd<'_> {
         self.slave.as_fd()

@@ -96,10 +96,10 @@ pub fn spawn(mut req: SpawnRequest) -> Result<Container, SpawnError> {
         Ok((pid, network)) => {
             record_exec_state(&req, prepared.spec, pid);
             Ok(Container {
-            pid,
-            network,
-            ..container
-        })
+                pid,
+                network,
+                ..container
+            })
         }
         Err(err) => {
             // Best effort: the error that stopped the start is the one to report.
@@ -131,7 +131,11 @@ fn record_exec_state(req: &SpawnRequest, spec: SetupSpec, pid: Pid) {
                 .write_all(&json)
         });
     if let Err(err) = written {
-        log::warn!("service {}: writing {}: {err}", req.service.name, path.display());
+        log::warn!(
+            "service {}: writing {}: {err}",
+            req.service.name,
+            path.display()
+        );
     }
 }
 

@@ -80,7 +80,9 @@ pub struct ExecState {
 }
 
 pub fn exec_state_path(state_dir: &std::path::Path, name: &str) -> PathBuf {
-    state_dir.join("containers").join(format!("{name}.exec.json"))
+    state_dir
+        .join("containers")
+        .join(format!("{name}.exec.json"))
 }
 
 /// `NAME.exec.json` beside the lock file `NAME.lock`.

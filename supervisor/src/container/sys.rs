@@ -489,3 +489,28 @@ pub fn set_window_size(fd: BorrowedFd<'_>, size: &nix::pty::Winsize) -> Result<(
     })
     .map(drop)
 }
+
+/// The peer (slave) of pseudo-terminal master `master`, unlocked first: opened
+/// through the master (TIOCGPTPEER), not by a path, so that it comes from the
+/// master's own devpts instance (a container's).
+pub fn pty_peer(master: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one int from a valid local.
+    Errno::result(unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCSPTLCK as libc::Ioctl,
+            &unlock as *const libc::c_int,
+        )
+    })?;
+    // SAFETY: TIOCGPTPEER takes open flags as an integer and returns a new fd.
+    let fd = Errno::result(unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER as libc::Ioctl,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: the kernel just returned this new descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

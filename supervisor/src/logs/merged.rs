@@ -151,11 +151,7 @@ fn split_lines(name: &str, text: &[u8]) -> Vec<Line> {
 /// Writes the lines in time order (RFC 3339 UTC stamps of one width sort
 /// as text; a stable sort keeps each log's own order), each after its
 /// service's name.
-fn write_batch(
-    batch: &mut Vec<Line>,
-    width: usize,
-    out: &mut impl Write,
-) -> io::Result<()> {
+fn write_batch(batch: &mut Vec<Line>, width: usize, out: &mut impl Write) -> io::Result<()> {
     batch.sort_by(|a, b| a.0.cmp(&b.0));
     for (_, name, line) in batch.drain(..) {
         write!(out, "{name:<width$} | ")?;
