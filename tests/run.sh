@@ -20,7 +20,7 @@ cargo test --workspace
 # attack is tried on all three layouts), as built above. (The network tests run
 # in network namespaces of their own; the VM's kernel loads veth, bridge and
 # nf_tables modules on demand.)
-layout_tests=(cgroups run supervisor escape network)
+layout_tests=(cgroups run supervisor escape network operate)
 bins=()
 for t in "${layout_tests[@]}"; do
     bin=$(cargo test -p integration-tests --test "$t" --no-run --message-format=json 2>/dev/null |
