@@ -23,7 +23,7 @@ cargo test --workspace
 layout_tests=(cgroups run supervisor escape network operate)
 bins=()
 for t in "${layout_tests[@]}"; do
-    bin=$(cargo test -p integration-tests --test "$t" --no-run --message-format=json 2>/dev/null |
+    bin=$(cargo test -p integration-tests --test "$t" --no-run --message-format=json 2>/dev/null | grep '"test":true' |
         sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
     [ -n "$bin" ] || { echo "tests/run.sh: no test binary for $t" >&2; exit 1; }
     bins+=("$bin")
