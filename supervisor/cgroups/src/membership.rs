@@ -147,8 +147,10 @@ mod tests {
 
     #[test]
     fn lines_map_to_mounted_hierarchies() {
-        let mut mounts = Mounts::default();
-        mounts.unified = Some(PathBuf::from("/sys/fs/cgroup/unified"));
+        let mut mounts = Mounts {
+            unified: Some(PathBuf::from("/sys/fs/cgroup/unified")),
+            ..Mounts::default()
+        };
         mounts
             .v1
             .insert("cpu".into(), PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"));
