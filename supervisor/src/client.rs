@@ -137,6 +137,9 @@ fn logs_command(
         Box::new(logs::escape::Escaped::new(stdout))
     };
     let Some(name) = name else {
+        if !logs_dir.is_dir() {
+            bail!("no logs in {}", logs_dir.display());
+        }
         let keep_going = || !daemon || all_status(dir).is_ok_and(|s| s.is_some());
         let printed = logs::merged::print_all(&logs_dir, lines, follow, keep_going, &mut out);
         ignore_broken_pipe(printed).with_context(|| format!("reading {}", logs_dir.display()))?;

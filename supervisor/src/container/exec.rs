@@ -80,7 +80,7 @@ pub fn exec(state_dir: &Path, status: &ServiceStatus, args: ExecArgs) -> anyhow:
         namespaces: other_namespaces(pid)?,
         tty: args.tty,
         user: args.user,
-        env: args.env.iter().filter_map(|kv| resolve_env(kv)).collect(),
+        env: environment(&args.env, args.tty),
         workdir: args.workdir,
         command: args.command,
         service: state.spec,
@@ -140,6 +140,15 @@ fn enter_pid_namespace(pid: i32) -> anyhow::Result<()> {
     let file = File::open(&path).with_context(|| format!("open {path}"))?;
     nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWPID)
         .with_context(|| format!("enter the PID namespace of {pid}"))
+}
+
+/// `-e` resolved; with a terminal, our `TERM` unless `-e` sets one.
+fn environment(given: &[String], tty: bool) -> Vec<String> {
+    let mut env: Vec<String> = given.iter().filter_map(|kv| resolve_env(kv)).collect();
+    if tty && !env.iter().any(|kv| kv.starts_with("TERM=")) {
+        env.extend(resolve_env("TERM"));
+    }
+    env
 }
 
 /// `KEY=VALUE` as given; a bare `KEY` takes our own value (as docker), or is
