@@ -42,9 +42,10 @@ pub enum Command {
         #[command(flatten)]
         config: OptConfigArg,
     },
-    /// Print a service's log.
+    /// Print a service's log, or every service's interleaved (without NAME).
+    /// Reads the log files: works without a running daemon.
     Logs {
-        name: String,
+        name: Option<String>,
         /// Print only the last LINES lines.
         #[arg(short = 'n', long = "lines", value_name = "LINES")]
         lines: Option<usize>,
@@ -55,6 +56,48 @@ pub enum Command {
         /// characters (escape sequences, carriage returns) show as `\xNN`.
         #[arg(long)]
         raw: bool,
+        #[command(flatten)]
+        config: OptConfigArg,
+    },
+    /// Run a command in a running service: its namespaces, cgroup, root, user,
+    /// capabilities and seccomp filter. Exit status: the command's (126: it
+    /// cannot be executed, 127: not found).
+    Exec {
+        /// Give the command a pseudo-terminal.
+        #[arg(short = 't', long = "tty")]
+        tty: bool,
+        /// Run as this user (NAME, UID or UID:GID) instead of the service's.
+        #[arg(short = 'u', long = "user", value_name = "USER")]
+        user: Option<String>,
+        /// Set an environment variable (KEY=VALUE, or KEY to pass ours on).
+        #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// Working directory inside the service (default: the service's).
+        #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+        workdir: Option<PathBuf>,
+        /// The service.
+        name: String,
+        /// The command and its arguments.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<OsString>,
+        #[command(flatten)]
+        config: OptConfigArg,
+    },
+    /// Print what the kernel made of a running service, as JSON.
+    Inspect {
+        name: String,
+        #[command(flatten)]
+        config: OptConfigArg,
+    },
+    /// Live CPU, memory, pids and I/O of services (all without NAME), until Ctrl-C.
+    Stats {
+        names: Vec<String>,
+        /// Print one sample and exit.
+        #[arg(long)]
+        no_stream: bool,
+        /// Print JSON (an array per sample, one a line).
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         config: OptConfigArg,
     },
@@ -72,6 +115,9 @@ pub enum Command {
     Run {
         #[command(flatten)]
         config: ConfigArg,
+        /// Give the service a pseudo-terminal.
+        #[arg(short = 't', long = "tty")]
+        tty: bool,
         /// The service to run.
         name: String,
         /// Override the service's command.
@@ -104,6 +150,9 @@ pub enum Command {
     /// execs init. Started by the supervisor itself, never by users.
     #[command(hide = true, name = "container-setup")]
     ContainerSetup,
+    /// Internal: enters a running service and execs a command (`exec`).
+    #[command(hide = true, name = "exec-setup")]
+    ExecSetup,
 }
 
 #[derive(Debug, Args)]

@@ -49,32 +49,140 @@ pub fn run(cmd: Command, state_dir: Option<PathBuf>) -> anyhow::Result<ExitCode>
             config,
         } => {
             let dir = resolve_state_dir(state_dir, &config)?;
-            let path = match request(&dir, &Request::Logs { name })? {
-                Response::Log { path } => path,
-                other => bail!("unexpected answer from the daemon: {other:?}"),
+            logs_command(&dir, name, lines, follow, raw)
+        }
+        Command::Exec {
+            tty,
+            user,
+            env,
+            workdir,
+            name,
+            command,
+            config,
+        } => {
+            let dir = resolve_state_dir(state_dir, &config)?;
+            let status = service_status(&dir, &name)?;
+            let args = crate::container::ExecArgs {
+                name,
+                tty,
+                user,
+                env,
+                workdir,
+                command,
             };
-            let stdout = io::stdout().lock();
-            let mut out: Box<dyn Write> = if raw {
-                Box::new(stdout)
-            } else {
-                Box::new(logs::escape::Escaped::new(stdout))
-            };
-            let printed = match logs::reader::print(&path, lines, &mut out) {
-                Ok(live) => live,
-                Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {
-                    return Ok(ExitCode::SUCCESS)
-                }
-                Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
-            };
-            if follow {
-                ignore_broken_pipe(logs::reader::follow(&path, printed, &mut out))
-                    .with_context(|| format!("following {}", path.display()))?;
-            } else {
-                ignore_broken_pipe(out.flush()).context("writing the log")?;
-            }
+            crate::container::exec(&dir, &status, args)
+        }
+        Command::Inspect { name, config } => {
+            let dir = resolve_state_dir(state_dir, &config)?;
+            let status = service_status(&dir, &name)?;
+            let report = crate::inspect::inspect(&dir, &status)?;
+            let mut text = serde_json::to_string_pretty(&report)?;
+            text.push('\n');
+            ignore_broken_pipe(io::stdout().lock().write_all(text.as_bytes()))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Stats {
+            names,
+            no_stream,
+            json,
+            config,
+        } => {
+            let dir = resolve_state_dir(state_dir, &config)?;
+            crate::stats::run(&dir, &names, no_stream, json)
+        }
         other => bail!("{other:?} is not a client command"),
+    }
+}
+
+/// The daemon's status of one service.
+pub(crate) fn service_status(state_dir: &Path, name: &str) -> anyhow::Result<ServiceStatus> {
+    match request(
+        state_dir,
+        &Request::Status {
+            name: Some(name.to_string()),
+        },
+    )? {
+        Response::Status { mut services } if services.len() == 1 => Ok(services.remove(0)),
+        other => bail!("unexpected answer from the daemon: {other:?}"),
+    }
+}
+
+/// Every service's status, or None when no daemon runs on `state_dir`.
+pub(crate) fn all_status(state_dir: &Path) -> anyhow::Result<Option<Vec<ServiceStatus>>> {
+    if UnixStream::connect(protocol::socket_path(state_dir)).is_err() {
+        return Ok(None);
+    }
+    match request(state_dir, &Request::Status { name: None })? {
+        Response::Status { services } => Ok(Some(services)),
+        other => bail!("unexpected answer from the daemon: {other:?}"),
+    }
+}
+
+/// `logs`: read from the files in `state_dir/logs`, daemon or not. With a
+/// daemon, an unknown name is its error and `-f` ends when the service
+/// stops or the daemon exits; without, `-f` follows until Ctrl-C.
+fn logs_command(
+    dir: &Path,
+    name: Option<String>,
+    lines: Option<usize>,
+    follow: bool,
+    raw: bool,
+) -> anyhow::Result<ExitCode> {
+    let daemon = all_status(dir)?.is_some();
+    let logs_dir = dir.join(protocol::LOGS_DIR);
+    let stdout = io::stdout().lock();
+    let mut out: Box<dyn Write> = if raw {
+        Box::new(stdout)
+    } else {
+        Box::new(logs::escape::Escaped::new(stdout))
+    };
+    let Some(name) = name else {
+        if !logs_dir.is_dir() {
+            bail!("no logs in {}", logs_dir.display());
+        }
+        let keep_going = || !daemon || all_status(dir).is_ok_and(|s| s.is_some());
+        let printed = logs::merged::print_all(&logs_dir, lines, follow, keep_going, &mut out);
+        ignore_broken_pipe(printed).with_context(|| format!("reading {}", logs_dir.display()))?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    let path = if daemon {
+        match request(dir, &Request::Logs { name: name.clone() })? {
+            Response::Log { path } => path,
+            other => bail!("unexpected answer from the daemon: {other:?}"),
+        }
+    } else {
+        let path = logs::log_path(&logs_dir, &name);
+        if !(0..=logs::KEEP).any(|n| logs::rotated_path(&path, n).exists()) {
+            bail!(
+                "no log of service {name} in {} (and no daemon running)",
+                logs_dir.display()
+            );
+        }
+        path
+    };
+    let printed = match logs::reader::print(&path, lines, &mut out) {
+        Ok(live) => live,
+        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+        Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+    };
+    if follow {
+        let keep_going = || !daemon || service_runs(dir, &name);
+        ignore_broken_pipe(logs::reader::follow(&path, printed, &mut out, keep_going))
+            .with_context(|| format!("following {}", path.display()))?;
+    } else {
+        ignore_broken_pipe(out.flush()).context("writing the log")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The daemon runs and the service has not stopped for good.
+fn service_runs(dir: &Path, name: &str) -> bool {
+    use crate::protocol::State;
+    match all_status(dir) {
+        Ok(Some(services)) => services.iter().any(|s| {
+            s.name == name && !matches!(s.state, State::Stopped | State::Exited | State::Failed)
+        }),
+        _ => false,
     }
 }
 
@@ -123,7 +231,10 @@ fn reload(config: OptConfigArg, state_dir: Option<PathBuf>) -> anyhow::Result<Ex
 
 /// --state-dir (or $SUPERVISOR_STATE_DIR, via clap), else the state_dir of -c FILE,
 /// else the default.
-fn resolve_state_dir(state_dir: Option<PathBuf>, config: &OptConfigArg) -> anyhow::Result<PathBuf> {
+pub(crate) fn resolve_state_dir(
+    state_dir: Option<PathBuf>,
+    config: &OptConfigArg,
+) -> anyhow::Result<PathBuf> {
     if let Some(dir) = state_dir {
         return Ok(dir);
     }
@@ -136,7 +247,7 @@ fn resolve_state_dir(state_dir: Option<PathBuf>, config: &OptConfigArg) -> anyho
 }
 
 /// Sends one request and reads the one answer; an error answer becomes Err.
-fn request(state_dir: &Path, req: &Request) -> anyhow::Result<Response> {
+pub(crate) fn request(state_dir: &Path, req: &Request) -> anyhow::Result<Response> {
     let socket = protocol::socket_path(state_dir);
     let mut stream = UnixStream::connect(&socket).map_err(|err| match err.kind() {
         io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => anyhow!(

@@ -9,11 +9,13 @@ mod docs;
 mod export;
 mod human;
 mod image_cmd;
+mod inspect;
 mod logs;
 mod net;
 mod own_cgroup;
 mod protocol;
 mod sd_notify;
+mod stats;
 
 use std::process::ExitCode;
 
@@ -43,13 +45,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Daemon(arg) => daemon::run(&arg.config, state_dir),
         Command::Run {
             config,
+            tty,
             name,
             command,
-        } => container::run_foreground(&config.config, &name, command),
+        } => container::run_foreground(&config.config, &name, command, tty),
         Command::Export { config, name, dir } => {
             export::run(&config.config, &name, &dir).map(|()| ExitCode::SUCCESS)
         }
         Command::ContainerSetup => container::setup_main(),
+        Command::ExecSetup => container::exec_setup_main(),
         Command::Completions { shell } => docs::completions(shell).map(|()| ExitCode::SUCCESS),
         Command::Manpages { dir } => docs::manpages(&dir).map(|()| ExitCode::SUCCESS),
         Command::Image(cmd) => image_cmd::run(cmd),

@@ -14,6 +14,7 @@ mod fsops;
 mod hybrid;
 mod killer;
 mod limits;
+mod membership;
 mod mountinfo;
 mod notify;
 mod own;
@@ -31,6 +32,7 @@ use std::time::Duration;
 pub use devices::{DeviceAccess, DeviceKind, DevicePolicy, DeviceRule};
 pub use error::Error;
 pub use limits::{blkio_weight, cpu_quota_us, CPU_PERIOD_US};
+pub use membership::{io_bytes, limits, memberships, memory_limit, Membership};
 pub use own::{enter_leaf, is_relative as is_relative_parent, Entered};
 
 use hybrid::HybridCgroup;

@@ -20,12 +20,11 @@ fn wanted(res: &Resources) -> Vec<(&'static str, Option<&'static str>)> {
     let mut wanted = vec![
         ("memory", res.memory.map(|_| "memory")),
         ("pids", res.pids.map(|_| "pids")),
+        // io.stat, for `supervisor stats`, exists only where io is enabled.
+        ("io", res.io_weight.map(|_| "io_weight")),
     ];
     if res.cpus.is_some() {
         wanted.push(("cpu", Some("cpus")));
-    }
-    if res.io_weight.is_some() {
-        wanted.push(("io", Some("io_weight")));
     }
     wanted
 }

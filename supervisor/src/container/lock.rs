@@ -80,6 +80,7 @@ impl Drop for ServiceLock {
     fn drop(&mut self) {
         // Best effort: a leftover file is harmless, the next holder reuses it.
         let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_file(super::spec::exec_state_path_of_lock(&self.path));
         // `state_dir/containers` goes too once no service uses it.
         if let Some(containers) = self.path.parent() {
             let _ = std::fs::remove_dir(containers);

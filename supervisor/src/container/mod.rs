@@ -8,9 +8,12 @@
 
 mod devices;
 mod error;
+mod exec;
+mod exec_setup;
 mod handle;
 mod id_range;
 mod lock;
+mod pty;
 mod resolve;
 mod run;
 mod sealed_init;
@@ -24,6 +27,8 @@ mod user;
 mod userns;
 
 pub(crate) use devices::resolve as resolve_devices;
+pub use exec::{exec, ExecArgs};
+pub use exec_setup::exec_setup_main;
 pub use handle::Container;
 pub(crate) use id_range::allocate as allocate_id_range;
 pub(crate) use resolve::environment;
@@ -32,6 +37,14 @@ pub use setup::setup_main;
 pub use spawn::{begin, Setup, SpawnRequest, Starting, Stdio};
 pub use state_dir::secure_state_dir;
 pub(crate) use user::resolve as resolve_user;
+
+/// What `supervisor exec` knows of running service `name` (see `ExecState`).
+pub fn exec_state(state_dir: &std::path::Path, name: &str) -> anyhow::Result<spec::ExecState> {
+    use anyhow::Context;
+    let path = spec::exec_state_path(state_dir, name);
+    let json = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+    serde_json::from_slice(&json).with_context(|| format!("decode {}", path.display()))
+}
 
 /// Removes the services' parent cgroup `parent` (and the levels above it that this
 /// process created) where nothing uses it any more.

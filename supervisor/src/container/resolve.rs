@@ -126,13 +126,10 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
         user_namespace: service.namespaces.user,
         cgroup_namespace: service.namespaces.cgroup,
         cgroup_path: format!("{}/{}", config.cgroup_parent, service.name),
-        env: environment(
-            service,
-            user.home.as_deref(),
-            matches!(req.stdio, Stdio::Inherit),
-        ),
+        env: environment(service, user.home.as_deref(), on_terminal(&req.stdio)),
         credentials: user.credentials,
         take_terminal: matches!(req.stdio, Stdio::Inherit) && in_terminal_foreground(),
+        controlling_terminal: matches!(req.stdio, Stdio::Terminal(_)),
         workdir: service.workdir.clone(),
         command,
         capabilities: (!service.privileged).then_some(service.capabilities.0),
@@ -204,12 +201,21 @@ fn give_layer(layer: &Path, image: &Path, first: u32) -> Result<(), SpawnError> 
         .map_err(io_error(what()))
 }
 
+/// Whether the service's stdio is a terminal (TERM is then passed on).
+fn on_terminal(stdio: &Stdio) -> bool {
+    match stdio {
+        Stdio::Inherit => nix::unistd::isatty(0).unwrap_or(false),
+        Stdio::Terminal(_) => true,
+        Stdio::Log(_) => false,
+    }
+}
+
 /// Like Docker: PATH, HOSTNAME, HOME (and TERM on a terminal) by default,
 /// then the service's env, which wins.
 pub(crate) fn environment(
     service: &Service,
     home: Option<&Path>,
-    inherit_stdio: bool,
+    on_terminal: bool,
 ) -> Vec<String> {
     let mut env = std::collections::BTreeMap::new();
     env.insert("PATH".to_string(), DEFAULT_PATH.to_string());
@@ -222,10 +228,9 @@ pub(crate) fn environment(
             .to_string_lossy()
             .into_owned(),
     );
-    if inherit_stdio && nix::unistd::isatty(0).unwrap_or(false) {
-        if let Ok(term) = std::env::var("TERM") {
-            env.insert("TERM".to_string(), term);
-        }
+    if on_terminal {
+        let term = std::env::var("TERM").unwrap_or_else(|_| "xterm".to_string());
+        env.insert("TERM".to_string(), term);
     }
     env.extend(service.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()

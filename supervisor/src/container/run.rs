@@ -15,6 +15,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::error::SpawnError;
+use super::pty::Relay;
 use super::spawn::{spawn, SpawnRequest, Stdio};
 
 /// Exit status when the container could not be started (as `docker run`).
@@ -38,6 +39,7 @@ pub fn run_foreground(
     config_path: &Path,
     name: &str,
     command: Vec<OsString>,
+    tty: bool,
 ) -> anyhow::Result<ExitCode> {
     // The service's own output shares stderr: keep ours to warnings unless asked.
     if std::env::var_os("SUPERVISOR_LOG").is_none() {
@@ -53,7 +55,7 @@ pub fn run_foreground(
             return Ok(ExitCode::from(START_FAILED));
         }
     };
-    match run_service(&config, config_path, name, command) {
+    match run_service(&config, config_path, name, command, tty) {
         Ok(code) => Ok(code),
         Err(err) => {
             eprintln!("supervisor: {err:#}");
@@ -67,6 +69,7 @@ fn run_service(
     config_path: &Path,
     name: &str,
     command: Vec<OsString>,
+    tty: bool,
 ) -> anyhow::Result<ExitCode> {
     let service = config.service(name).with_context(|| {
         let known = config.services.iter().map(|s| s.name.as_str());
@@ -76,14 +79,27 @@ fn run_service(
     crate::own_cgroup::prepare(config, crate::own_cgroup::RUN_LEAF)?;
     let signals = block_signals()?;
     let terminal = Terminal::save();
+    let relay = match tty {
+        true => Some(Relay::open().map_err(|err| err.context(format!("run {name}")))?),
+        false => None,
+    };
+    let stdio = match &relay {
+        Some(relay) => Stdio::Terminal(
+            relay
+                .slave()
+                .try_clone_to_owned()
+                .with_context(|| format!("run {name}: duplicate the pty slave"))?,
+        ),
+        None => Stdio::Inherit,
+    };
     let request = SpawnRequest {
         config,
         service,
         command: (!command.is_empty()).then_some(command),
-        stdio: Stdio::Inherit,
+        stdio,
         cgroup: None,
     };
-    let outcome = run_container(request, &signals);
+    let outcome = run_container(request, relay, &signals);
     terminal.restore();
     // No daemon keeps the parent group: remove it unless others use it.
     let parent_removed = super::remove_cgroup_parent(config.cgroup_driver, &config.cgroup_parent);
@@ -112,11 +128,19 @@ enum RunError {
     Run(anyhow::Error),
 }
 
-/// Spawns, waits (forwarding signals) and tears down; the service's exit code
-/// and how many of its processes the OOM killer killed.
-fn run_container(request: SpawnRequest, signals: &SignalFd) -> Result<(u8, u64), RunError> {
+/// Spawns, waits (forwarding signals, relaying a pseudo-terminal) and tears
+/// down; the service's exit code and how many of its processes the OOM killer
+/// killed.
+fn run_container(
+    request: SpawnRequest,
+    relay: Option<Relay>,
+    signals: &SignalFd,
+) -> Result<(u8, u64), RunError> {
     let container = spawn(request).map_err(RunError::Start)?;
-    let status = wait_forwarding(container.pid, signals);
+    let status = match relay {
+        Some(relay) => relay.run(container.pid, signals),
+        None => wait_forwarding(container.pid, signals),
+    };
     // Read before the cgroup goes.
     let oom_kills = container
         .cgroup

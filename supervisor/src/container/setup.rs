@@ -6,7 +6,7 @@
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -51,7 +51,14 @@ fn setup() -> anyhow::Result<std::convert::Infallible> {
     let sync = sys::inherited_fd(SYNC_FD)
         .map(File::from)
         .context("no release pipe (fd 5)")?;
-    if spec.take_terminal {
+    if spec.controlling_terminal {
+        nix::unistd::setsid()
+            .map_err(os)
+            .context("start a new session")?;
+        sys::set_controlling_terminal(std::io::stdin().as_fd())
+            .map_err(os)
+            .context("take the pseudo-terminal")?;
+    } else if spec.take_terminal {
         take_terminal().context("take the terminal's foreground")?;
     } else {
         // A session of its own, as runc gives a detached container: a Ctrl-C
@@ -128,7 +135,7 @@ fn read_spec() -> anyhow::Result<SetupSpec> {
 
 /// The supervisor blocks signals for its signalfd and Rust ignores SIGPIPE;
 /// both would be inherited through exec by init and the service.
-fn reset_signals() {
+pub(super) fn reset_signals() {
     sys::default_signal_dispositions();
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
@@ -170,7 +177,7 @@ fn wait_for_release(mut sync: File) -> anyhow::Result<()> {
 /// CAP_SETUID and CAP_SETGID, which the service may not keep). None
 /// (`privileged`): every capability stays. Returns the set kept: a
 /// capability the supervisor itself lacks cannot be given.
-fn bound_capabilities(keep: Option<u64>) -> anyhow::Result<Option<u64>> {
+pub(super) fn bound_capabilities(keep: Option<u64>) -> anyhow::Result<Option<u64>> {
     sys::clear_ambient_capabilities()
         .map_err(os)
         .context("clear the ambient capabilities")?;
@@ -191,7 +198,7 @@ fn bound_capabilities(keep: Option<u64>) -> anyhow::Result<Option<u64>> {
 /// too (Docker's default sets, as the contract names them); any other user
 /// gets an empty one, so that no file's inheritable capabilities can raise a
 /// non-root program's rights through exec (CVE-2022-24769, as Docker 20.10.14).
-fn set_capabilities(keep: Option<u64>, root: bool) -> anyhow::Result<()> {
+pub(super) fn set_capabilities(keep: Option<u64>, root: bool) -> anyhow::Result<()> {
     let Some(keep) = keep else { return Ok(()) };
     sys::keep_capabilities(false)
         .map_err(os)
@@ -202,7 +209,7 @@ fn set_capabilities(keep: Option<u64>, root: bool) -> anyhow::Result<()> {
         .context("set the capabilities")
 }
 
-fn switch_user(creds: &Credentials) -> anyhow::Result<()> {
+pub(super) fn switch_user(creds: &Credentials) -> anyhow::Result<()> {
     let groups: Vec<Gid> = creds.groups.iter().map(|&g| Gid::from_raw(g)).collect();
     nix::unistd::setgroups(&groups)
         .map_err(os)
@@ -279,6 +286,6 @@ fn exec_init(spec: &SetupSpec, init: &OwnedFd) -> anyhow::Result<std::convert::I
 }
 
 /// An errno as the C library words it ("No such file or directory").
-fn os(errno: Errno) -> anyhow::Error {
+pub(super) fn os(errno: Errno) -> anyhow::Error {
     anyhow::anyhow!(errno.desc())
 }

@@ -21,7 +21,9 @@ use super::error::{io_error, sys_error, SpawnError};
 use super::handle::{remove_layer, Container};
 use super::lock::ServiceLock;
 use super::resolve::{clone_flags, driver, prepare, resources, Prepared};
-use super::spec::{ERROR_FD, HANDOVER_FD, RELEASE, SPEC_FD, SYNC_FD};
+use super::spec::{
+    exec_state_path, ExecState, SetupSpec, ERROR_FD, HANDOVER_FD, RELEASE, SPEC_FD, SYNC_FD,
+};
 use super::sys::{self, ChildExec};
 use super::userns;
 
@@ -35,6 +37,9 @@ pub enum Stdio {
     Inherit,
     /// stdout and stderr to this pipe's write end, stdin from /dev/null.
     Log(OwnedFd),
+    /// stdin, stdout and stderr on this pseudo-terminal slave, which becomes
+    /// the container's controlling terminal (`supervisor run -t`).
+    Terminal(OwnedFd),
 }
 
 pub struct SpawnRequest<'a> {
@@ -122,16 +127,19 @@ pub fn begin(mut req: SpawnRequest) -> Result<Starting, SpawnError> {
     };
     let resources = create.then(|| resources(&req.service.limits, prepared.device_policy.clone()));
     match start(&req, &prepared, &container, resources) {
-        Ok((pid, error_pipe, released, network)) => Ok(Starting {
-            container: Container {
-                pid,
-                network,
-                ..container
-            },
-            error_pipe,
-            message: Vec::new(),
-            released,
-        }),
+        Ok((pid, error_pipe, released, network)) => {
+            record_exec_state(&req, prepared.spec, pid);
+            Ok(Starting {
+                container: Container {
+                    pid,
+                    network,
+                    ..container
+                },
+                error_pipe,
+                message: Vec::new(),
+                released,
+            })
+        }
         Err(err) => {
             // Best effort: the error that stopped the start is the one to report.
             let _ = container.teardown();
@@ -238,6 +246,36 @@ fn wait_for_setup(starting: &mut Starting) -> Result<(), SpawnError> {
     }
 }
 
+/// Writes what `supervisor exec` needs (see `ExecState`); a failure only
+/// costs `exec`, never the service.
+fn record_exec_state(req: &SpawnRequest, spec: SetupSpec, pid: Pid) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = exec_state_path(&req.config.state_dir, &req.service.name);
+    let state = ExecState {
+        pid: pid.as_raw(),
+        spec,
+    };
+    let written = serde_json::to_vec(&state)
+        .map_err(std::io::Error::other)
+        .and_then(|json| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)?
+                .write_all(&json)
+        });
+    if let Err(err) = written {
+        log::warn!(
+            "service {}: writing {}: {err}",
+            req.service.name,
+            path.display()
+        );
+    }
+}
+
 /// The three pipes between parent and child; the child's ends are numbered
 /// high (see `sys::high_fd`) so that they can be dup2'ed to the fixed fds.
 struct Pipes {
@@ -279,6 +317,12 @@ fn pipes(stdio: &Stdio, user_namespace: bool) -> Result<(Pipes, Vec<(i32, i32)>)
         child_ends.push(high(log)?);
         child_ends.push(high(log)?);
         targets.extend([0, 1, 2]);
+    }
+    if let Stdio::Terminal(slave) = stdio {
+        for target in [0, 1, 2] {
+            child_ends.push(high(slave)?);
+            targets.push(target);
+        }
     }
     let dups = child_ends
         .iter()

@@ -47,6 +47,10 @@ pub struct SetupSpec {
     /// stdin is the terminal and `supervisor run` is its foreground: the
     /// container takes the foreground (and init hands it to the service).
     pub take_terminal: bool,
+    /// stdin is a pseudo-terminal of our own (`run -t`): a new session
+    /// whose controlling terminal it is.
+    #[serde(default)]
+    pub controlling_terminal: bool,
     /// argv of the service; init runs it.
     pub command: Vec<OsString>,
     /// The capabilities kept (bit N: capability N) in the bounding, permitted
@@ -63,4 +67,25 @@ pub struct Credentials {
     pub gid: u32,
     /// Supplementary groups.
     pub groups: Vec<u32>,
+}
+
+/// What `supervisor exec` needs of a running service, kept by whoever started
+/// it in `state_dir/containers/NAME.exec.json` (mode 0600, removed with the
+/// service's lock): the host pid of its init and the spec it was set up from
+/// (user, env, workdir, capabilities, compiled seccomp filter).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ExecState {
+    pub pid: i32,
+    pub spec: SetupSpec,
+}
+
+pub fn exec_state_path(state_dir: &std::path::Path, name: &str) -> PathBuf {
+    state_dir
+        .join("containers")
+        .join(format!("{name}.exec.json"))
+}
+
+/// `NAME.exec.json` beside the lock file `NAME.lock`.
+pub fn exec_state_path_of_lock(lock: &std::path::Path) -> PathBuf {
+    lock.with_extension("exec.json")
 }

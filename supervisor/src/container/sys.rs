@@ -453,3 +453,64 @@ pub fn install_seccomp_filter(program: &seccomp::Program) -> Result<(), Errno> {
     })
     .map(drop)
 }
+
+/// Makes the terminal on `fd` the calling process's controlling terminal
+/// (after setsid: the process leads a session without one).
+pub fn set_controlling_terminal(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal); no memory.
+    Errno::result(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY as libc::Ioctl, 0) })
+        .map(drop)
+}
+
+/// The window size of the terminal on `fd`, if it is one.
+pub fn window_size(fd: BorrowedFd<'_>) -> Option<nix::pty::Winsize> {
+    // SAFETY: winsize is plain old data; all-zero is a valid value.
+    let mut size: nix::pty::Winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes one winsize into `size`, valid for the call.
+    let ret = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TIOCGWINSZ as libc::Ioctl,
+            &mut size as *mut nix::pty::Winsize,
+        )
+    };
+    (ret == 0).then_some(size)
+}
+
+/// Sets the window size of the terminal on `fd` (its foreground gets SIGWINCH).
+pub fn set_window_size(fd: BorrowedFd<'_>, size: &nix::pty::Winsize) -> Result<(), Errno> {
+    // SAFETY: TIOCSWINSZ reads one winsize from `size`, valid for the call.
+    Errno::result(unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TIOCSWINSZ as libc::Ioctl,
+            size as *const nix::pty::Winsize,
+        )
+    })
+    .map(drop)
+}
+
+/// The peer (slave) of pseudo-terminal master `master`, unlocked first: opened
+/// through the master (TIOCGPTPEER), not by a path, so that it comes from the
+/// master's own devpts instance (a container's).
+pub fn pty_peer(master: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one int from a valid local.
+    Errno::result(unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCSPTLCK as libc::Ioctl,
+            &unlock as *const libc::c_int,
+        )
+    })?;
+    // SAFETY: TIOCGPTPEER takes open flags as an integer and returns a new fd.
+    let fd = Errno::result(unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER as libc::Ioctl,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: the kernel just returned this new descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

@@ -2,6 +2,7 @@
 //! service's stdout and stderr, rotated by size into `NAME.log.1` .. `NAME.log.3`.
 
 pub mod escape;
+pub mod merged;
 pub mod reader;
 pub mod timestamp;
 pub mod writer;

@@ -53,10 +53,20 @@ fn last_lines(text: &[u8], lines: Option<usize>) -> &[u8] {
     text
 }
 
+/// How often `follow` asks whether to go on while the log is quiet.
+pub const CHECK_INTERVAL_MS: u16 = 500;
+
 /// After `print`: writes what is appended to the live file from where `print`
 /// stopped (`from`, None: there was no file yet), across rotations, until
-/// writing fails (the reader went away) or an error.
-pub fn follow(live: &Path, from: Option<File>, out: &mut impl Write) -> io::Result<()> {
+/// writing fails (the reader went away), an error, or `keep_going` (asked
+/// every `CHECK_INTERVAL_MS` while nothing is written) says no: then what
+/// was written last is printed and it returns.
+pub fn follow(
+    live: &Path,
+    from: Option<File>,
+    out: &mut impl Write,
+    mut keep_going: impl FnMut() -> bool,
+) -> io::Result<()> {
     let dir = live.parent().unwrap_or(Path::new("."));
     let name = live.file_name().unwrap_or_default().to_os_string();
     let inotify = Inotify::init(InitFlags::IN_CLOEXEC)?;
@@ -82,6 +92,15 @@ pub fn follow(live: &Path, from: Option<File>, out: &mut impl Write) -> io::Resu
             }
         }
         rotated = false;
+        if !wait_readable(&inotify)? {
+            if keep_going() {
+                continue;
+            }
+            if let Some(file) = &mut file {
+                copy_new(file, out)?;
+            }
+            return Ok(());
+        }
         for event in inotify.read_events()? {
             if event.name.as_deref() != Some(OsStr::new(&name)) {
                 continue;
@@ -95,6 +114,18 @@ pub fn follow(live: &Path, from: Option<File>, out: &mut impl Write) -> io::Resu
             }
         }
         rotated |= file.is_none();
+    }
+}
+
+/// Waits up to `CHECK_INTERVAL_MS` for an event; false on timeout.
+pub(super) fn wait_readable(inotify: &Inotify) -> io::Result<bool> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
+    match poll(&mut fds, PollTimeout::from(CHECK_INTERVAL_MS)) {
+        Ok(n) => Ok(n > 0),
+        Err(nix::errno::Errno::EINTR) => Ok(false),
+        Err(err) => Err(err.into()),
     }
 }
 
