@@ -792,6 +792,8 @@ fn control_socket_admits_root_and_the_control_group_only() {
     );
     fs::set_permissions(f.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     f.start_daemon();
+    // Starts are answered asynchronously: its log exists once it runs.
+    f.wait_for("web", "running", |s| s["state"] == "running");
     let socket = fs::metadata(f.state.join("control.sock")).unwrap();
     assert_eq!(socket.permissions().mode() & 0o777, 0o600);
     let out = as_nobody(&f, &["status"]);
@@ -2040,7 +2042,9 @@ fn many_clients_at_once_good_bad_and_silent_are_all_handled() {
     set_limit(&limit.to_string());
     let crowd: Vec<UnixStream> = (0..20).map(|_| connect()).collect();
     let deadline = Instant::now() + WAIT;
-    while open_fds(daemon) < limit {
+    // At the limit, less the one descriptor a refused accept or the peer
+    // check gives back while making room.
+    while open_fds(daemon) < limit - 1 {
         assert!(
             Instant::now() < deadline,
             "the daemon never filled its descriptors"
