@@ -706,6 +706,10 @@ fn second_daemon_and_bad_requests_are_refused() {
     assert!(f.fails(&["logs", "nope"]).contains("unknown service: nope"));
     assert!(f.fails(&["freeze", "idle"]).contains("idle is not running"));
     assert!(f.fails(&["thaw", "nope"]).contains("unknown service"));
+    // A near miss is named.
+    assert!(f
+        .fails(&["start", "idel"])
+        .contains("unknown service: idel, did you mean idle?"));
     assert_eq!(f.service("idle")["state"], "stopped");
 
     // A setup failure in the child comes back as a clear message.
@@ -729,6 +733,11 @@ fn second_daemon_and_bad_requests_are_refused() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(
         stderr.starts_with("supervisor: no daemon running on "),
+        "{stderr}"
+    );
+    // ... and says how to point at another one.
+    assert!(
+        stderr.contains("-c FILE or --state-dir DIR (or SUPERVISOR_STATE_DIR)"),
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1);

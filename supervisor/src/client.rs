@@ -246,12 +246,16 @@ pub(crate) fn resolve_state_dir(
     Ok(PathBuf::from(config::DEFAULT_STATE_DIR))
 }
 
+/// How to reach a daemon elsewhere, said after "no daemon running on DIR".
+pub(crate) const NO_DAEMON_HINT: &str =
+    "for another daemon, give its -c FILE or --state-dir DIR (or SUPERVISOR_STATE_DIR)";
+
 /// Sends one request and reads the one answer; an error answer becomes Err.
 pub(crate) fn request(state_dir: &Path, req: &Request) -> anyhow::Result<Response> {
     let socket = protocol::socket_path(state_dir);
     let mut stream = UnixStream::connect(&socket).map_err(|err| match err.kind() {
         io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => anyhow!(
-            "no daemon running on {} (connect {}: {err})",
+            "no daemon running on {} (connect {}: {err}); {NO_DAEMON_HINT}",
             state_dir.display(),
             protocol::SOCKET_FILE
         ),

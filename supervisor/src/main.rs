@@ -7,6 +7,7 @@ mod container;
 mod daemon;
 mod docs;
 mod export;
+mod host_cpus;
 mod human;
 mod image_cmd;
 mod inspect;
