@@ -755,6 +755,31 @@ fn second_daemon_and_bad_requests_are_refused() {
     let table = f.ok(&["status"]);
     assert!(table.starts_with("NAME"), "{table}");
     assert_eq!(table.lines().count(), 4, "{table}");
+
+    // Several names: those, in that order, as a table or JSON.
+    let table = f.ok(&["status", "broken", "web"]);
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    assert!(rows[1].starts_with("broken ") && rows[2].starts_with("web "), "{table}");
+    let json: Value = serde_json::from_str(&f.ok(&["status", "--json", "idle", "web"])).unwrap();
+    let names: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["idle", "web"]);
+    assert!(f
+        .fails(&["status", "web", "idel"])
+        .contains("did you mean idle?"));
+    // The failed run's end is an RFC 3339 UTC time to the second, as `image ls` shows.
+    let exited = rows[1].split_whitespace().find(|w| w.len() == 20 && w.ends_with('Z'));
+    assert!(exited.is_some_and(|w| w.as_bytes()[10] == b'T'), "{table}");
+    // A running service shows its uptime in units and no EXIT of an earlier run.
+    let web: Vec<&str> = rows[2].split_whitespace().collect();
+    assert_eq!(web[1], "running", "{table}");
+    assert_eq!(web[4], "-", "{table}");
+    assert!(web[7].ends_with('s') || web[7].ends_with('m'), "{table}");
     f.shutdown();
 }
 

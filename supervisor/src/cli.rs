@@ -33,9 +33,10 @@ pub enum Command {
     Stop(Names),
     /// Stop, then start services.
     Restart(Names),
-    /// Show the state of all services, or one.
+    /// Show the state of all services, or of those named.
     Status {
-        name: Option<String>,
+        /// Services to show, in this order (all when none is named).
+        names: Vec<String>,
         /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
