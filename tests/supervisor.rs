@@ -760,7 +760,10 @@ fn second_daemon_and_bad_requests_are_refused() {
     let table = f.ok(&["status", "broken", "web"]);
     let rows: Vec<&str> = table.lines().collect();
     assert_eq!(rows.len(), 3, "{table}");
-    assert!(rows[1].starts_with("broken ") && rows[2].starts_with("web "), "{table}");
+    assert!(
+        rows[1].starts_with("broken ") && rows[2].starts_with("web "),
+        "{table}"
+    );
     let json: Value = serde_json::from_str(&f.ok(&["status", "--json", "idle", "web"])).unwrap();
     let names: Vec<&str> = json
         .as_array()
@@ -773,7 +776,9 @@ fn second_daemon_and_bad_requests_are_refused() {
         .fails(&["status", "web", "idel"])
         .contains("did you mean idle?"));
     // The failed run's end is an RFC 3339 UTC time to the second, as `image ls` shows.
-    let exited = rows[1].split_whitespace().find(|w| w.len() == 20 && w.ends_with('Z'));
+    let exited = rows[1]
+        .split_whitespace()
+        .find(|w| w.len() == 20 && w.ends_with('Z'));
     assert!(exited.is_some_and(|w| w.as_bytes()[10] == b'T'), "{table}");
     // A running service shows its uptime in units and no EXIT of an earlier run.
     let web: Vec<&str> = rows[2].split_whitespace().collect();

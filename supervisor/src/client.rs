@@ -345,8 +345,16 @@ fn status_table(services: &[ServiceStatus]) -> String {
             s.pid.map_or_else(dash, |p| p.to_string()),
             s.restarts.to_string(),
             // The last run's end is history while a run is up.
-            if is_up(s.state) { dash() } else { exit_column(s) },
-            if is_up(s.state) { dash() } else { stamp(s.last_exit_at.as_deref()) },
+            if is_up(s.state) {
+                dash()
+            } else {
+                exit_column(s)
+            },
+            if is_up(s.state) {
+                dash()
+            } else {
+                stamp(s.last_exit_at.as_deref())
+            },
             stamp(s.next_retry_at.as_deref()),
             s.uptime_s.map_or_else(dash, crate::human::duration),
             s.memory_bytes.map_or_else(dash, crate::human::bytes),
