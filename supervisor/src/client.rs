@@ -248,7 +248,8 @@ pub(crate) fn resolve_state_dir(
     state_dir: Option<PathBuf>,
     config: &OptConfigArg,
 ) -> anyhow::Result<PathBuf> {
-    if let Some(dir) = state_dir {
+    // After the command, before it (or the environment), then the file's.
+    if let Some(dir) = config.state_dir.clone().or(state_dir) {
         return Ok(dir);
     }
     if let Some(path) = &config.config {

@@ -43,7 +43,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let state_dir = cli.state_dir;
     match cli.command {
         Command::Check(arg) => check::run(&arg.config),
-        Command::Daemon(arg) => daemon::run(&arg.config, state_dir),
+        Command::Daemon(arg) => daemon::run(&arg.config.config, arg.state_dir.or(state_dir)),
         Command::Run {
             config,
             tty,
