@@ -677,6 +677,7 @@ fn second_daemon_and_bad_requests_are_refused() {
         "  web:
     image: ROOTFS
     command: exec sleep 1000
+    limits: {cpus: 1000}
   idle:
     image: ROOTFS
     command: exec sleep 1000
@@ -706,6 +707,11 @@ fn second_daemon_and_bad_requests_are_refused() {
     assert!(f.fails(&["logs", "nope"]).contains("unknown service: nope"));
     assert!(f.fails(&["freeze", "idle"]).contains("idle is not running"));
     assert!(f.fails(&["thaw", "nope"]).contains("unknown service"));
+    // A cpus limit beyond the host's is a warning in the log, not an error.
+    f.wait_logged(
+        "web",
+        "[supervisor] warning: limits.cpus 1000 is more than the ",
+    );
     // A near miss is named.
     assert!(f
         .fails(&["start", "idel"])
