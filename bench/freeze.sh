@@ -26,7 +26,7 @@ for tool in runc jq busybox; do
     command -v "$tool" >/dev/null || { echo "bench/freeze.sh: $tool is not installed" >&2; exit 1; }
 done
 
-cargo build --release -p cgroups --example freeze_bench >&2
+cargo build --release -p appliance-cgroups --example freeze_bench >&2
 cargo build --release -p supervisor -p init >&2
 bench=$target/x86_64-unknown-linux-musl/release/examples/freeze_bench
 supervisor=$target/x86_64-unknown-linux-musl/release/supervisor

@@ -23,12 +23,12 @@ tar -C "$src" --exclude=./target --exclude=./.git -cf - . | tar -C "$tree" -xf -
 # NAME|FILE|TEXT|REPLACEMENT|TEST ARGS (cargo test ARGS; several runs separated by ;)
 mutants() {
     cat <<'LIST'
-dfs-later-services|config/src/dependencies.rs|for start in 0..edges.len() {|for start in 0..1.min(edges.len()) {|-p config --test cycles
-duplicate-keys|config/src/tree.rs|if let Some(first) = seen.get(&name) {|if let Some(first) = seen.get(&name).filter(\|_\| false) {|-p config
-config-dotdot|config/src/paths.rs|if path.components().any(\|c\| c == Component::ParentDir) {|if false {|-p config
-archive-dotdot|images/src/fsroot.rs|Component::ParentDir => return Err("refused: path contains '..'"),|Component::ParentDir => {}|-p images;-p integration-tests --test images
-start-order|config/src/dependencies.rs|for dep in deps.into_iter().filter(\|&d\| d != i) {|for dep in deps.into_iter().filter(\|_\| false) {|-p config;-p integration-tests --test supervisor -- start_and_stop
-images-resolve-in-root|images/src/sys.rs|.resolve(ResolveFlag::RESOLVE_IN_ROOT \| ResolveFlag::RESOLVE_NO_MAGICLINKS);|.resolve(ResolveFlag::RESOLVE_NO_MAGICLINKS);|-p images;-p integration-tests --test images
+dfs-later-services|config/src/dependencies.rs|for start in 0..edges.len() {|for start in 0..1.min(edges.len()) {|-p appliance-config --test cycles
+duplicate-keys|config/src/tree.rs|if let Some(first) = seen.get(&name) {|if let Some(first) = seen.get(&name).filter(\|_\| false) {|-p appliance-config
+config-dotdot|config/src/paths.rs|if path.components().any(\|c\| c == Component::ParentDir) {|if false {|-p appliance-config
+archive-dotdot|images/src/fsroot.rs|Component::ParentDir => return Err("refused: path contains '..'"),|Component::ParentDir => {}|-p appliance-images;-p integration-tests --test images
+start-order|config/src/dependencies.rs|for dep in deps.into_iter().filter(\|&d\| d != i) {|for dep in deps.into_iter().filter(\|_\| false) {|-p appliance-config;-p integration-tests --test supervisor -- start_and_stop
+images-resolve-in-root|images/src/sys.rs|.resolve(ResolveFlag::RESOLVE_IN_ROOT \| ResolveFlag::RESOLVE_NO_MAGICLINKS);|.resolve(ResolveFlag::RESOLVE_NO_MAGICLINKS);|-p appliance-images;-p integration-tests --test images
 init-128-plus-signal|init/src/reap.rs|128 + libc::WTERMSIG(status)|libc::WTERMSIG(status)|-p integration-tests --test init
 v1-cpu-usage-unit|supervisor/cgroups/src/v1.rs|.map(\|ns\| ns / 1000)|.map(\|ns\| ns)|-p integration-tests --test supervisor -- stats_are
 v1-memory-usage|supervisor/cgroups/src/v1.rs|"memory.usage_in_bytes"|"memory.limit_in_bytes"|-p integration-tests --test supervisor -- stats_are

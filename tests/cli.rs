@@ -72,3 +72,60 @@ fn a_man_page_for_every_visible_command() {
         "the internal command got a page"
     );
 }
+
+/// Every visible command of `supervisor` (and of `supervisor image`).
+const COMMANDS: &[&[&str]] = &[
+    &["daemon"],
+    &["start"],
+    &["stop"],
+    &["restart"],
+    &["status"],
+    &["logs"],
+    &["exec"],
+    &["inspect"],
+    &["stats"],
+    &["freeze"],
+    &["thaw"],
+    &["reload"],
+    &["shutdown"],
+    &["check"],
+    &["run"],
+    &["export"],
+    &["completions"],
+    &["manpages"],
+    &["image", "import"],
+    &["image", "ls"],
+    &["image", "rm"],
+    &["image", "build-busybox"],
+];
+
+#[test]
+fn help_describes_every_argument_and_offers_state_dir_only_where_it_applies() {
+    let uses_a_daemon = [
+        "daemon", "start", "stop", "restart", "status", "logs", "exec", "inspect", "stats",
+        "freeze", "thaw", "reload", "shutdown",
+    ];
+    for command in COMMANDS {
+        let args: Vec<&str> = command.iter().copied().chain(["--help"]).collect();
+        let (ok, help, stderr) = output("supervisor", &args);
+        assert!(ok, "{args:?}: {stderr}");
+        let applies = uses_a_daemon.contains(&command[0]);
+        assert_eq!(help.contains("--state-dir"), applies, "{args:?}:\n{help}");
+        // Each line of the Arguments section names one and says what it is.
+        let arguments = help
+            .split("Arguments:\n")
+            .nth(1)
+            .map(|rest| rest.split("\n\n").next().unwrap_or(""))
+            .unwrap_or("");
+        for line in arguments.lines() {
+            let described = line
+                .trim()
+                .split_once("  ")
+                .is_some_and(|(_, d)| !d.trim().is_empty());
+            assert!(
+                described,
+                "{args:?}: undescribed argument {line:?}:\n{help}"
+            );
+        }
+    }
+}

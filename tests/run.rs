@@ -224,6 +224,19 @@ fn exit_status_is_passed_on() {
 }
 
 #[test]
+fn cpus_beyond_the_host_is_a_warning_not_an_error() {
+    let fx = Fixture::new();
+    let config = fx.config(&fx.service("wide", "exit 0", "    limits: {cpus: 1000}\n"));
+    let output = fx.run(&config, "wide", &[]);
+    let stderr = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
+    assert!(
+        stderr.contains("supervisor: run wide: warning: limits.cpus 1000 is more than the "),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn pid_1_is_our_init_in_new_namespaces() {
     let fx = Fixture::new();
     let script = "md5sum /proc/1/exe; hostname; for ns in pid mnt uts ipc net; do readlink /proc/self/ns/$ns; done";

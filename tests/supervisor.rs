@@ -677,6 +677,7 @@ fn second_daemon_and_bad_requests_are_refused() {
         "  web:
     image: ROOTFS
     command: exec sleep 1000
+    limits: {cpus: 1000}
   idle:
     image: ROOTFS
     command: exec sleep 1000
@@ -706,6 +707,15 @@ fn second_daemon_and_bad_requests_are_refused() {
     assert!(f.fails(&["logs", "nope"]).contains("unknown service: nope"));
     assert!(f.fails(&["freeze", "idle"]).contains("idle is not running"));
     assert!(f.fails(&["thaw", "nope"]).contains("unknown service"));
+    // A cpus limit beyond the host's is a warning in the log, not an error.
+    f.wait_logged(
+        "web",
+        "[supervisor] warning: limits.cpus 1000 is more than the ",
+    );
+    // A near miss is named.
+    assert!(f
+        .fails(&["start", "idel"])
+        .contains("unknown service: idel, did you mean idle?"));
     assert_eq!(f.service("idle")["state"], "stopped");
 
     // A setup failure in the child comes back as a clear message.
@@ -731,6 +741,11 @@ fn second_daemon_and_bad_requests_are_refused() {
         stderr.starts_with("supervisor: no daemon running on "),
         "{stderr}"
     );
+    // ... and says how to point at another one.
+    assert!(
+        stderr.contains("-c FILE or --state-dir DIR (or SUPERVISOR_STATE_DIR)"),
+        "{stderr}"
+    );
     assert_eq!(stderr.lines().count(), 1);
 
     // Found through -c FILE's state_dir as well.
@@ -746,6 +761,36 @@ fn second_daemon_and_bad_requests_are_refused() {
     let table = f.ok(&["status"]);
     assert!(table.starts_with("NAME"), "{table}");
     assert_eq!(table.lines().count(), 4, "{table}");
+
+    // Several names: those, in that order, as a table or JSON.
+    let table = f.ok(&["status", "broken", "web"]);
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    assert!(
+        rows[1].starts_with("broken ") && rows[2].starts_with("web "),
+        "{table}"
+    );
+    let json: Value = serde_json::from_str(&f.ok(&["status", "--json", "idle", "web"])).unwrap();
+    let names: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["idle", "web"]);
+    assert!(f
+        .fails(&["status", "web", "idel"])
+        .contains("did you mean idle?"));
+    // The failed run's end is an RFC 3339 UTC time to the second, as `image ls` shows.
+    let exited = rows[1]
+        .split_whitespace()
+        .find(|w| w.len() == 20 && w.ends_with('Z'));
+    assert!(exited.is_some_and(|w| w.as_bytes()[10] == b'T'), "{table}");
+    // A running service shows its uptime in units and no EXIT of an earlier run.
+    let web: Vec<&str> = rows[2].split_whitespace().collect();
+    assert_eq!(web[1], "running", "{table}");
+    assert_eq!(web[4], "-", "{table}");
+    assert!(web[7].ends_with('s') || web[7].ends_with('m'), "{table}");
     f.shutdown();
 }
 

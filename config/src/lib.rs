@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 pub use capabilities::{Capabilities, CAPABILITY_NAMES};
 pub use diagnostic::{Diagnostic, Errors};
+pub use names::is_image_name;
 pub use network::{link_prefix, routes, stable_hash, DEFAULT_RANGE};
 pub use suggest::did_you_mean;
 pub use types::*;

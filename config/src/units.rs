@@ -9,10 +9,8 @@ use nix::sys::signal::Signal;
 use crate::suggest::did_you_mean;
 use crate::types::User;
 
-/// The CFS period the CPU limit is expressed against (100ms, the kernel's default).
-pub const CPU_PERIOD_US: u64 = 100_000;
-/// The kernel refuses CFS quotas below 1ms.
-const CPU_QUOTA_MIN_US: u64 = 1_000;
+// The CFS period and minimum quota are the cgroups crate's, which applies them.
+use cgroups::{CPU_PERIOD_US, CPU_QUOTA_MIN_US};
 
 /// The longest duration accepted: one year, far beyond any sensible delay or
 /// timeout, and small enough that the daemon's clock arithmetic cannot overflow.

@@ -43,13 +43,10 @@ pub struct ImageInfo {
     pub size: u64,
 }
 
-/// Image names (the same rule as the config file's): letters, digits, `.`,
-/// `_`, `-`, at most 255, not starting with a dot: never hidden, never a path.
+/// Image names follow the config file's rule ([`config::is_image_name`]):
+/// never hidden, never a path.
 pub fn validate_name(name: &str) -> Result<(), Error> {
-    let chars_ok = name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if chars_ok && !name.is_empty() && name.len() <= 255 && !name.starts_with('.') {
+    if config::is_image_name(name) {
         Ok(())
     } else {
         Err(Error::InvalidName(name.to_string()))

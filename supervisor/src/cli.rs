@@ -15,8 +15,9 @@ use clap::{Args, Parser, Subcommand};
                   else the state_dir of -c FILE, else /run/supervisor."
 )]
 pub struct Cli {
-    /// Directory of the daemon's control socket, logs and runtime state.
-    #[arg(long, global = true, env = "SUPERVISOR_STATE_DIR", value_name = "DIR")]
+    /// Directory of the daemon's control socket, logs and runtime state (also
+    /// taken after the daemon and client commands, where it applies).
+    #[arg(long, env = "SUPERVISOR_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
     #[command(subcommand)]
@@ -26,16 +27,17 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon in the foreground: start autostart services and supervise them.
-    Daemon(ConfigArg),
+    Daemon(DaemonArgs),
     /// Start services.
     Start(Names),
     /// Stop services (stop_signal, then kill after stop_timeout).
     Stop(Names),
     /// Stop, then start services.
     Restart(Names),
-    /// Show the state of all services, or one.
+    /// Show the state of all services, or of those named.
     Status {
-        name: Option<String>,
+        /// Services to show, in this order (all when none is named).
+        names: Vec<String>,
         /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
@@ -45,6 +47,7 @@ pub enum Command {
     /// Print a service's log, or every service's interleaved (without NAME).
     /// Reads the log files: works without a running daemon.
     Logs {
+        /// The service (all services, interleaved, without it).
         name: Option<String>,
         /// Print only the last LINES lines.
         #[arg(short = 'n', long = "lines", value_name = "LINES")]
@@ -85,12 +88,14 @@ pub enum Command {
     },
     /// Print what the kernel made of a running service, as JSON.
     Inspect {
+        /// The running service.
         name: String,
         #[command(flatten)]
         config: OptConfigArg,
     },
     /// Live CPU, memory, pids and I/O of services (all without NAME), until Ctrl-C.
     Stats {
+        /// Services to show (all running ones when none is named).
         names: Vec<String>,
         /// Print one sample and exit.
         #[arg(long)]
@@ -163,14 +168,29 @@ pub struct ConfigArg {
 }
 
 #[derive(Debug, Args)]
+pub struct DaemonArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Directory of the control socket, logs and runtime state (instead of the file's state_dir).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// How a client command finds the daemon: only these commands take
+/// `--state-dir` (image commands, `check`, `run` and `export` do not use one).
+#[derive(Debug, Args)]
 pub struct OptConfigArg {
     /// The service list, used to find the daemon's state_dir.
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Directory of the daemon's control socket, logs and runtime state.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct Names {
+    /// The services.
     #[arg(required = true, value_name = "NAME")]
     pub names: Vec<String>,
     #[command(flatten)]

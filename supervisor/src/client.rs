@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail, Context};
 
 use crate::cli::{Command, OptConfigArg};
 use crate::logs;
-use crate::protocol::{self, Request, Response, ServiceStatus};
+use crate::protocol::{self, Request, Response, ServiceStatus, State};
 
 pub fn run(cmd: Command, state_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -33,12 +33,25 @@ pub fn run(cmd: Command, state_dir: Option<PathBuf>) -> anyhow::Result<ExitCode>
         Command::Thaw(args) => done(&args.config, state_dir, Request::Thaw { names: args.names }),
         Command::Reload(config) => reload(config, state_dir),
         Command::Shutdown(config) => done(&config, state_dir, Request::Shutdown),
-        Command::Status { name, json, config } => {
+        Command::Status {
+            names,
+            json,
+            config,
+        } => {
             let dir = resolve_state_dir(state_dir, &config)?;
-            match request(&dir, &Request::Status { name })? {
-                Response::Status { services } => print_status(&services, json)?,
-                other => bail!("unexpected answer from the daemon: {other:?}"),
+            // All services at once, or one request per name (each checked by the daemon).
+            let asks: Vec<Option<String>> = match names.is_empty() {
+                true => vec![None],
+                false => names.into_iter().map(Some).collect(),
+            };
+            let mut services = Vec::new();
+            for name in asks {
+                match request(&dir, &Request::Status { name })? {
+                    Response::Status { services: some } => services.extend(some),
+                    other => bail!("unexpected answer from the daemon: {other:?}"),
+                }
             }
+            print_status(&services, json)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Logs {
@@ -235,7 +248,8 @@ pub(crate) fn resolve_state_dir(
     state_dir: Option<PathBuf>,
     config: &OptConfigArg,
 ) -> anyhow::Result<PathBuf> {
-    if let Some(dir) = state_dir {
+    // After the command, before it (or the environment), then the file's.
+    if let Some(dir) = config.state_dir.clone().or(state_dir) {
         return Ok(dir);
     }
     if let Some(path) = &config.config {
@@ -246,12 +260,16 @@ pub(crate) fn resolve_state_dir(
     Ok(PathBuf::from(config::DEFAULT_STATE_DIR))
 }
 
+/// How to reach a daemon elsewhere, said after "no daemon running on DIR".
+pub(crate) const NO_DAEMON_HINT: &str =
+    "for another daemon, give its -c FILE or --state-dir DIR (or SUPERVISOR_STATE_DIR)";
+
 /// Sends one request and reads the one answer; an error answer becomes Err.
 pub(crate) fn request(state_dir: &Path, req: &Request) -> anyhow::Result<Response> {
     let socket = protocol::socket_path(state_dir);
     let mut stream = UnixStream::connect(&socket).map_err(|err| match err.kind() {
         io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => anyhow!(
-            "no daemon running on {} (connect {}: {err})",
+            "no daemon running on {} (connect {}: {err}); {NO_DAEMON_HINT}",
             state_dir.display(),
             protocol::SOCKET_FILE
         ),
@@ -327,10 +345,19 @@ fn status_table(services: &[ServiceStatus]) -> String {
             s.state.as_str().to_string(),
             s.pid.map_or_else(dash, |p| p.to_string()),
             s.restarts.to_string(),
-            exit_column(s),
-            clock(s.last_exit_at.as_deref()),
-            clock(s.next_retry_at.as_deref()),
-            s.uptime_s.map_or_else(dash, |u| format!("{u}s")),
+            // The last run's end is history while a run is up.
+            if is_up(s.state) {
+                dash()
+            } else {
+                exit_column(s)
+            },
+            if is_up(s.state) {
+                dash()
+            } else {
+                stamp(s.last_exit_at.as_deref())
+            },
+            stamp(s.next_retry_at.as_deref()),
+            s.uptime_s.map_or_else(dash, crate::human::duration),
             s.memory_bytes.map_or_else(dash, crate::human::bytes),
             s.cpu_usage_us
                 .map_or_else(dash, |us| format!("{:.2}s", us as f64 / 1e6)),
@@ -385,10 +412,13 @@ fn exit_column(s: &ServiceStatus) -> String {
     }
 }
 
-/// The time of day (UTC, to the second) of an RFC 3339 timestamp.
-fn clock(at: Option<&str>) -> String {
-    at.and_then(|at| at.split('T').nth(1))
-        .map_or_else(|| "-".to_string(), |time| time.chars().take(8).collect())
+fn is_up(state: State) -> bool {
+    matches!(state, State::Running | State::Stopping | State::Frozen)
+}
+
+/// An RFC 3339 timestamp to the second, as `image ls` shows them.
+fn stamp(at: Option<&str>) -> String {
+    at.map_or_else(|| "-".to_string(), crate::logs::timestamp::to_seconds)
 }
 
 #[cfg(test)]
@@ -424,6 +454,7 @@ mod tests {
         assert_eq!(lines[1].find("running"), Some(state_col));
         assert_eq!(lines[2].find("running"), Some(state_col));
         assert!(lines[1].contains("3.0MiB") && lines[1].contains("1.50s"));
+        assert!(lines[1].contains(" 3s "), "{table}");
     }
 
     #[test]
@@ -448,7 +479,7 @@ mod tests {
             addresses: Default::default(),
         };
         assert_eq!(exit_column(&s), "137 oom_killed");
-        assert_eq!(clock(s.last_exit_at.as_deref()), "02:15:14");
+        assert_eq!(stamp(s.last_exit_at.as_deref()), "2026-11-30T02:15:14Z");
         s.exit_reason = Some("exited".into());
         assert_eq!(exit_column(&s), "137");
         s.exit_code = None;

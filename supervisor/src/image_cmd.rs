@@ -125,7 +125,7 @@ fn table(list: &[images::ImageInfo]) -> String {
                 i.name.clone(),
                 crate::human::bytes(i.size),
                 i.source.clone(),
-                format_utc(i.created),
+                crate::logs::timestamp::rfc3339_seconds(i.created),
             ]
         })
         .collect();
@@ -154,23 +154,9 @@ fn table(list: &[images::ImageInfo]) -> String {
     out
 }
 
-/// `YYYY-MM-DD HH:MM UTC` from seconds since the epoch.
-fn format_utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let (hour, minute) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
-    let (year, month, day) = crate::logs::timestamp::civil_from_days(days);
-    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates() {
-        assert_eq!(format_utc(0), "1970-01-01 00:00 UTC");
-        assert_eq!(format_utc(1_709_210_096), "2024-02-29 12:34 UTC");
-    }
 
     #[test]
     fn table_aligns() {
@@ -184,6 +170,6 @@ mod tests {
         let text = table(&[info("a", 1), info("busybox", 2048)]);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "NAME       SIZE  SOURCE  CREATED");
-        assert_eq!(lines[2], "busybox  2.0KiB  /src    1970-01-01 00:00 UTC");
+        assert_eq!(lines[2], "busybox  2.0KiB  /src    1970-01-01T00:00:00Z");
     }
 }

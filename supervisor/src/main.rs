@@ -7,6 +7,7 @@ mod container;
 mod daemon;
 mod docs;
 mod export;
+mod host_cpus;
 mod human;
 mod image_cmd;
 mod inspect;
@@ -42,7 +43,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let state_dir = cli.state_dir;
     match cli.command {
         Command::Check(arg) => check::run(&arg.config),
-        Command::Daemon(arg) => daemon::run(&arg.config, state_dir),
+        Command::Daemon(arg) => daemon::run(&arg.config.config, arg.state_dir.or(state_dir)),
         Command::Run {
             config,
             tty,

@@ -88,7 +88,11 @@ pub fn run(
 /// The running services among `names` (all when empty).
 fn read(state_dir: &Path, names: &[String]) -> anyhow::Result<BTreeMap<String, Reading>> {
     let Some(services) = client::all_status(state_dir)? else {
-        bail!("no daemon running on {}", state_dir.display());
+        bail!(
+            "no daemon running on {}; {}",
+            state_dir.display(),
+            client::NO_DAEMON_HINT
+        );
     };
     for name in names {
         if !services.iter().any(|s| &s.name == name) {

@@ -18,6 +18,7 @@ mod membership;
 mod mountinfo;
 mod notify;
 mod own;
+mod paths;
 #[allow(unsafe_code)]
 mod sys;
 mod unified;
@@ -31,9 +32,10 @@ use std::time::Duration;
 
 pub use devices::{DeviceAccess, DeviceKind, DevicePolicy, DeviceRule};
 pub use error::Error;
-pub use limits::{blkio_weight, cpu_quota_us, CPU_PERIOD_US};
+pub use limits::{blkio_weight, cpu_quota_us, CPU_PERIOD_US, CPU_QUOTA_MIN_US};
 pub use membership::{io_bytes, limits, memberships, memory_limit, Membership};
 pub use own::{enter_leaf, is_relative as is_relative_parent, Entered};
+pub use paths::is_cgroup_path;
 
 use hybrid::HybridCgroup;
 use mountinfo::Mounts;
@@ -286,7 +288,7 @@ fn split_parent(parent: &str) -> Result<(String, bool), Error> {
     Ok((check_parent(rest)?, true))
 }
 
-/// "supervisor" or "a/b": relative, no empty, "." or ".." components. Slashes at
+/// "supervisor" or "a/b", as [`is_cgroup_path`] (the config file's rule). Slashes at
 /// either end are dropped ("/supervisor" is a natural way to write it).
 fn check_parent(parent: &str) -> Result<String, Error> {
     let trimmed = parent.trim_matches('/');
@@ -295,12 +297,10 @@ fn check_parent(parent: &str) -> Result<String, Error> {
             "cgroup parent {parent:?} is empty: services need a group of their own"
         )));
     }
-    for component in trimmed.split('/') {
-        check_component(component, "cgroup parent").map_err(|_| {
-            Error::Invalid(format!(
-                "cgroup parent {parent:?} is not a plain relative path"
-            ))
-        })?;
+    if !is_cgroup_path(trimmed) {
+        return Err(Error::Invalid(format!(
+            "cgroup parent {parent:?} is not a plain relative path"
+        )));
     }
     Ok(trimmed.to_string())
 }

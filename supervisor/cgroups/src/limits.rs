@@ -2,10 +2,11 @@
 
 use crate::{Error, Resources};
 
-/// CFS period for the cpus limit, in microseconds.
+/// CFS period for the cpus limit, in microseconds (the kernel's default);
+/// the config file's check uses it too.
 pub const CPU_PERIOD_US: u64 = 100_000;
 /// The kernel refuses a CFS quota below 1 ms.
-const CPU_QUOTA_MIN_US: u64 = 1_000;
+pub const CPU_QUOTA_MIN_US: u64 = 1_000;
 
 pub(crate) fn validate(res: &Resources) -> Result<(), Error> {
     if let Some(swap) = res.memory_swap {

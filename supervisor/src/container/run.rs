@@ -77,6 +77,9 @@ fn run_service(
         format!("{}: no service named {name}{hint}", config_path.display())
     })?;
     crate::own_cgroup::prepare(config, crate::own_cgroup::RUN_LEAF)?;
+    if let Some(warning) = crate::host_cpus::warning(service.limits.cpus) {
+        eprintln!("supervisor: run {name}: {warning}");
+    }
     let signals = block_signals()?;
     let terminal = Terminal::save();
     let relay = match tty {

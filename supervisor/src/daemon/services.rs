@@ -116,7 +116,13 @@ impl Services {
             .collect();
         match unknown.as_slice() {
             [] => Ok(()),
-            [one] => Err(format!("unknown service: {one}")),
+            [one] => {
+                let known = self.list.iter().filter(|s| !s.removed()).map(|s| s.name());
+                Err(format!(
+                    "unknown service: {one}{}",
+                    config::did_you_mean(one, known)
+                ))
+            }
             many => Err(format!("unknown services: {}", many.join(", "))),
         }
     }
@@ -363,6 +369,9 @@ impl Services {
                 return;
             }
         };
+        if let Some(warning) = crate::host_cpus::warning(self.list[idx].service.limits.cpus) {
+            self.logs.note(&name, &warning);
+        }
         let begun = container::begin(SpawnRequest {
             config: &self.config,
             service: &self.list[idx].service,

@@ -16,6 +16,20 @@ pub fn rfc3339(time: SystemTime) -> String {
     )
 }
 
+/// The same to the second, for tables: `2024-05-01T12:34:56Z`.
+pub fn rfc3339_seconds(secs: u64) -> String {
+    let millis = rfc3339(UNIX_EPOCH + std::time::Duration::from_secs(secs));
+    to_seconds(&millis)
+}
+
+/// `2024-05-01T12:34:56Z` of `2024-05-01T12:34:56.789Z`.
+pub fn to_seconds(rfc3339: &str) -> String {
+    match rfc3339.split_once('.') {
+        Some((seconds, _)) => format!("{seconds}Z"),
+        None => rfc3339.to_string(),
+    }
+}
+
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
 /// calendar (Howard Hinnant's `civil_from_days`).
 pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
