@@ -23,6 +23,7 @@ use nix::unistd::{pipe2, Pid};
 
 use super::exec_setup::{ExecSetupSpec, NAMESPACES};
 use super::pty::Relay;
+use super::run::FORWARDED;
 use super::spec::{ERROR_FD, SPEC_FD};
 use super::sys::{self, ChildExec};
 use crate::protocol::{ServiceStatus, State};
@@ -36,18 +37,6 @@ pub struct ExecArgs {
     pub workdir: Option<PathBuf>,
     pub command: Vec<OsString>,
 }
-
-/// Signals passed on to the command (terminal-generated ones reach it
-/// directly: it shares our process group, or has the pseudo-terminal).
-const FORWARDED: [Signal; 7] = [
-    Signal::SIGHUP,
-    Signal::SIGINT,
-    Signal::SIGQUIT,
-    Signal::SIGTERM,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGWINCH,
-];
 
 /// Runs the command in service `status` (the daemon's view of it) whose
 /// state is kept in `state_dir`. The command's exit status, 126/127 when it

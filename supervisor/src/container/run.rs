@@ -21,8 +21,8 @@ use super::spawn::{spawn, SpawnRequest, Stdio};
 /// Exit status when the container could not be started (as `docker run`).
 const START_FAILED: u8 = 125;
 
-/// Signals passed on to the service's init.
-const FORWARDED: [Signal; 7] = [
+/// Signals passed on to the service's init (and, by `exec`, to its command).
+pub(super) const FORWARDED: [Signal; 7] = [
     Signal::SIGHUP,
     Signal::SIGINT,
     Signal::SIGQUIT,
