@@ -3,13 +3,12 @@
 //! and learn (waiting, or later through `Starting`) whether its init has been
 //! exec'd or its setup failed.
 
-use std::ffi::{CString, OsString};
+use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
 
-use config::{Config, Service};
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::signal::{kill, Signal};
@@ -20,7 +19,9 @@ use nix::unistd::{pipe2, Pid};
 use super::error::{io_error, sys_error, SpawnError};
 use super::handle::{remove_layer, Container};
 use super::lock::ServiceLock;
-use super::resolve::{clone_flags, driver, prepare, resources, Prepared};
+use super::plan::{plan, LaunchPlan};
+use super::request::{SpawnRequest, Stdio};
+use super::resolve::{gather, make_layer};
 use super::spec::{
     exec_state_path, ExecState, SetupSpec, ERROR_FD, HANDOVER_FD, RELEASE, SPEC_FD, SYNC_FD,
 };
@@ -29,30 +30,6 @@ use super::userns;
 
 /// How long a container may take to set itself up before `spawn` gives up on it.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Where the service's stdio goes.
-#[derive(Debug)]
-pub enum Stdio {
-    /// The supervisor's own stdin, stdout and stderr (`supervisor run`).
-    Inherit,
-    /// stdout and stderr to this pipe's write end, stdin from /dev/null.
-    Log(OwnedFd),
-    /// stdin, stdout and stderr on this pseudo-terminal slave, which becomes
-    /// the container's controlling terminal (`supervisor run -t`).
-    Terminal(OwnedFd),
-}
-
-pub struct SpawnRequest<'a> {
-    pub config: &'a Config,
-    pub service: &'a Service,
-    /// Replaces the service's command.
-    pub command: Option<Vec<OsString>>,
-    pub stdio: Stdio,
-    /// The service's emptied cgroup, kept from its previous run
-    /// (`Container::teardown_keeping_cgroup`): the child starts in it as it is,
-    /// without creating it or applying limits again. Removed if the start fails.
-    pub cgroup: Option<Box<dyn cgroups::Cgroup>>,
-}
 
 /// Starts `req.service` and returns once its init runs (Ok) or its setup
 /// failed (Err, with the failed child already reaped and everything removed).
@@ -78,9 +55,15 @@ pub fn spawn(req: SpawnRequest) -> Result<Container, SpawnError> {
 pub fn begin(mut req: SpawnRequest) -> Result<Starting, SpawnError> {
     let kept = req.cgroup.take();
     // Before the writable layer is touched: it may belong to a running container.
-    let claimed = ServiceLock::take(&req.config.state_dir, &req.service.name)
-        .and_then(|lock| Ok((lock, prepare(&req)?)));
-    let (lock, mut prepared) = match claimed {
+    let claimed = ServiceLock::take(&req.config.state_dir, &req.service.name).and_then(|lock| {
+        let (facts, lease) = gather(&req)?;
+        let plan = plan(req.config, req.service, req.command.as_deref(), facts)?;
+        if let Some(layer) = &plan.layer {
+            make_layer(layer)?;
+        }
+        Ok((lock, lease, plan))
+    });
+    let (lock, lease, plan) = match claimed {
         Ok(claimed) => claimed,
         Err(err) => {
             if let Some(cgroup) = kept {
@@ -90,9 +73,14 @@ pub fn begin(mut req: SpawnRequest) -> Result<Starting, SpawnError> {
             return Err(err);
         }
     };
+    let layer_to_remove = plan
+        .layer
+        .as_ref()
+        .filter(|layer| layer.discard)
+        .map(|layer| layer.path.clone());
     // A start refused before the container exists leaves no writable layer behind.
     let discard_layer = || {
-        if let Some(layer) = prepared.layer.as_ref().filter(|_| !req.service.persist) {
+        if let Some(layer) = &layer_to_remove {
             // Best effort: the error that stopped the start is the one to report.
             let _ = remove_layer(layer);
         }
@@ -101,7 +89,7 @@ pub fn begin(mut req: SpawnRequest) -> Result<Starting, SpawnError> {
     let cgroup = match kept {
         Some(cgroup) => cgroup,
         None => match cgroups::open(
-            driver(req.config.cgroup_driver),
+            plan.cgroup_driver,
             &req.config.cgroup_parent,
             &req.service.name,
         ) {
@@ -120,15 +108,15 @@ pub fn begin(mut req: SpawnRequest) -> Result<Starting, SpawnError> {
         pid: Pid::from_raw(0),
         cgroup,
         name: req.service.name.clone(),
-        layer_to_remove: prepared.layer.clone().filter(|_| !req.service.persist),
-        _lease: prepared.lease.take(),
+        layer_to_remove,
+        _lease: lease,
         network: None,
         _lock: lock,
     };
-    let resources = create.then(|| resources(&req.service.limits, prepared.device_policy.clone()));
-    match start(&req, &prepared, &container, resources) {
+    let resources = create.then(|| plan.resources.clone());
+    match start(&req, &plan, &container, resources) {
         Ok((pid, error_pipe, released, network)) => {
-            record_exec_state(&req, prepared.spec, pid);
+            record_exec_state(&req, plan.spec, pid);
             Ok(Starting {
                 container: Container {
                     pid,
@@ -363,11 +351,11 @@ type StartedChild = (
 /// has been killed and reaped; the caller tears down the rest.
 fn start(
     req: &SpawnRequest,
-    prepared: &Prepared,
+    plan: &LaunchPlan,
     container: &Container,
     resources: Option<cgroups::Resources>,
 ) -> Result<StartedChild, SpawnError> {
-    let (spec, cgroup) = (&prepared.spec, &container.cgroup);
+    let (spec, cgroup) = (&plan.spec, &container.cgroup);
     if let Some(resources) = resources {
         cgroup.create(&resources)?;
     }
@@ -391,12 +379,8 @@ fn start(
         exec = exec.user_namespace(read_end.as_raw_fd());
     }
     let clone_into = cgroup.clone_into_fd();
-    let pid = sys::clone_exec(
-        clone_flags(&req.service.namespaces).bits() as u64,
-        clone_into,
-        &exec,
-    )
-    .map_err(sys_error("clone the container's first process"))?;
+    let pid = sys::clone_exec(plan.clone_flags.bits() as u64, clone_into, &exec)
+        .map_err(sys_error("clone the container's first process"))?;
     let Pipes {
         spec_write,
         error_read,
@@ -405,7 +389,7 @@ fn start(
         child_ends,
     } = pipes;
     drop(child_ends);
-    let userns = match (userns, prepared.id_range) {
+    let userns = match (userns, plan.id_range) {
         (Some((maps_written, socket)), Some(first)) => Some(UserNamespace {
             first,
             rootfs: spec.rootfs.as_ref(),
@@ -418,7 +402,7 @@ fn start(
     // The child's network namespace exists: its links are made while it sets
     // up its root filesystem, before it is released.
     let attach_network = || {
-        if let Some(prepared) = &prepared.network {
+        if let Some(prepared) = &plan.network {
             network = Some(crate::net::attach(req.config, req.service, prepared, pid)?);
         }
         Ok(())
