@@ -6,6 +6,7 @@
 //! sets the container up from a spec sent over a pipe and execs init. The
 //! parent places the child in its cgroup while it sets up, then releases it.
 
+mod channel;
 mod devices;
 mod error;
 mod exec;
