@@ -31,3 +31,4 @@ pub use store::{
     build_busybox, import, lease, list, remove, resolve_image, validate_name, Existing, ImageInfo,
     ImageLease,
 };
+pub use sys::openat_in_root;

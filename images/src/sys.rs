@@ -25,11 +25,7 @@ pub(crate) fn openat(
 
 /// `openat2(2)` with `RESOLVE_IN_ROOT`: `path` is resolved as if `root` were `/`,
 /// so neither `..` nor any symlink (absolute or relative) can lead outside it.
-pub(crate) fn openat_in_root(
-    root: BorrowedFd<'_>,
-    path: &Path,
-    flags: OFlag,
-) -> nix::Result<OwnedFd> {
+pub fn openat_in_root(root: BorrowedFd<'_>, path: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
     let path = if path.as_os_str().is_empty() {
         Path::new(".")
     } else {

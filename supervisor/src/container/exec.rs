@@ -21,10 +21,10 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{pipe2, Pid};
 
+use super::channel::{ERROR_FD, SPEC_FD};
 use super::exec_setup::{ExecSetupSpec, NAMESPACES};
 use super::pty::Relay;
 use super::run::FORWARDED;
-use super::spec::{ERROR_FD, SPEC_FD};
 use super::sys::{self, ChildExec};
 use crate::protocol::{ServiceStatus, State};
 

@@ -7,7 +7,6 @@
 
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
-use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -19,8 +18,9 @@ use nix::sched::CloneFlags;
 use nix::unistd::AccessFlags;
 use serde::{Deserialize, Serialize};
 
+use super::channel::ChildEnd;
 use super::setup::{bound_capabilities, os, reset_signals, set_capabilities, switch_user};
-use super::spec::{Credentials, SetupSpec, ERROR_FD, SPEC_FD};
+use super::spec::{Credentials, SetupSpec};
 use super::{sys, user};
 
 /// Exit status: the command was found but cannot be executed.
@@ -71,23 +71,21 @@ fn fail(code: u8) -> impl FnOnce(anyhow::Error) -> Failure {
 
 /// Entry point of the hidden subcommand; returns only on failure.
 pub fn exec_setup_main() -> anyhow::Result<ExitCode> {
-    let error = sys::inherited_fd(ERROR_FD).map(File::from);
+    let channel = ChildEnd::inherited();
     let Failure(code, err) = match setup() {
         Ok(never) => match never {},
         Err(failure) => failure,
     };
-    match error {
-        Some(mut pipe) => {
-            let _ = pipe.write_all(format!("{code} {err:#}").as_bytes());
-            Ok(ExitCode::from(code))
-        }
-        None => Err(err.context("exec-setup is started by `supervisor exec`, not by hand")),
+    if channel.report_error(&format!("{code} {err:#}")) {
+        Ok(ExitCode::from(code))
+    } else {
+        Err(err.context("exec-setup is started by `supervisor exec`, not by hand"))
     }
 }
 
 fn setup() -> Result<std::convert::Infallible, Failure> {
-    sys::cloexec_from(ERROR_FD);
-    let spec = read_spec().map_err(fail(1))?;
+    ChildEnd::close_on_exec();
+    let spec: ExecSetupSpec = ChildEnd::read_spec("exec spec").map_err(fail(1))?;
     if spec.tty {
         nix::unistd::setsid()
             .map_err(os)
@@ -120,15 +118,6 @@ fn setup() -> Result<std::convert::Infallible, Failure> {
         .context("set no_new_privs")
         .map_err(fail(1))?;
     exec(&spec, &program, &env)
-}
-
-fn read_spec() -> anyhow::Result<ExecSetupSpec> {
-    let mut pipe = sys::inherited_fd(SPEC_FD)
-        .map(File::from)
-        .context("no exec spec (fd 3)")?;
-    let mut json = Vec::new();
-    pipe.read_to_end(&mut json).context("read the exec spec")?;
-    serde_json::from_slice(&json).context("decode the exec spec")
 }
 
 /// Joins the service's cgroups (from the host's view, first), namespaces and root.

@@ -6,6 +6,7 @@
 //! sets the container up from a spec sent over a pipe and execs init. The
 //! parent places the child in its cgroup while it sets up, then releases it.
 
+mod channel;
 mod devices;
 mod error;
 mod exec;
@@ -13,7 +14,9 @@ mod exec_setup;
 mod handle;
 mod id_range;
 mod lock;
+mod plan;
 mod pty;
+mod request;
 mod resolve;
 mod run;
 mod sealed_init;
@@ -31,10 +34,11 @@ pub use exec::{exec, ExecArgs};
 pub use exec_setup::exec_setup_main;
 pub use handle::Container;
 pub(crate) use id_range::allocate as allocate_id_range;
-pub(crate) use resolve::environment;
+pub(crate) use plan::environment;
+pub use request::{SpawnRequest, Stdio};
 pub use run::run_foreground;
 pub use setup::setup_main;
-pub use spawn::{begin, Setup, SpawnRequest, Starting, Stdio};
+pub use spawn::{begin, Setup, Starting};
 pub use state_dir::secure_state_dir;
 pub(crate) use user::resolve as resolve_user;
 
@@ -52,5 +56,5 @@ pub fn remove_cgroup_parent(
     driver: config::CgroupDriver,
     parent: &str,
 ) -> Result<(), cgroups::Error> {
-    cgroups::remove_parent_if_empty(resolve::driver(driver), parent)
+    cgroups::remove_parent_if_empty(plan::driver(driver), parent)
 }

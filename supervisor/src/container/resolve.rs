@@ -1,39 +1,27 @@
-//! What a container is made of, resolved before anything is created: its
-//! root filesystem, user, environment, command, writable layer and image lease.
+//! What a launch plan needs from the host, gathered before planning: the
+//! image (and its lease), the user, the id range and network addresses
+//! (allocated here), the devices and the terminal. Also the writable layer,
+//! made when the plan is carried out.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use config::{Config, ImageRef, Service, USERNS_RANGE};
-use nix::sched::CloneFlags;
+use config::ImageRef;
 
 use super::devices;
 use super::error::{io_error, SpawnError};
 use super::handle::remove_layer;
 use super::id_range;
-use super::spawn::{SpawnRequest, Stdio};
-use super::spec::SetupSpec;
+use super::plan::{Facts, Layer, Terminal};
+use super::request::{SpawnRequest, Stdio};
 use super::user;
 
-/// `PATH` when the service's env has none (Docker's default).
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// What `spawn` resolves before anything is created.
-pub(super) struct Prepared {
-    pub spec: SetupSpec,
-    pub layer: Option<PathBuf>,
-    pub lease: Option<images::ImageLease>,
-    /// For the cgroup, before any of the service's processes runs.
-    pub device_policy: cgroups::DevicePolicy,
-    /// The first host id of the service's user namespace range.
-    pub id_range: Option<u32>,
-    /// Addresses and files of a service on networks.
-    pub network: Option<crate::net::Prepared>,
-}
-
-pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
+/// Reads what the plan needs; allocates the service's id range and network
+/// addresses and leases its image (returned beside the facts).
+pub(super) fn gather(
+    req: &SpawnRequest,
+) -> Result<(Facts, Option<images::ImageLease>), SpawnError> {
     let (config, service) = (req.config, req.service);
-    let init_binary = init_binary()?;
+    let init = init_binary()?;
     let (image_dir, lease) = match &service.image {
         None => (None, None),
         Some(image) => {
@@ -64,24 +52,8 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
         .user
         .then(|| id_range::allocate(&config.state_dir, &config.userns_pool, &service.name))
         .transpose()?;
-    if id_range.is_some() {
-        let ids = &user.credentials;
-        let mut all = [ids.uid, ids.gid]
-            .into_iter()
-            .chain(ids.groups.iter().copied());
-        if let Some(id) = all.find(|&id| id >= USERNS_RANGE) {
-            return Err(SpawnError::IdOutsideRange { id });
-        }
-    }
-    let layer = match &image_dir {
-        Some(_) if !service.readonly_rootfs => Some(writable_layer(config, service)?),
-        _ => None,
-    };
-    if let (Some(layer), Some(image), Some(first)) = (&layer, &image_dir, id_range) {
-        give_layer(layer, image, first)?;
-    }
-    let console = matches!(req.stdio, Stdio::Inherit) && devices::stdin_is_terminal();
-    let devices = devices::resolve(service, console)?;
+    let terminal = terminal(&req.stdio);
+    let devices = devices::resolve(service, terminal.console)?;
     if service.privileged {
         log::warn!(
             "service {} is privileged: every capability, no seccomp filter, all devices",
@@ -89,60 +61,41 @@ pub(super) fn prepare(req: &SpawnRequest) -> Result<Prepared, SpawnError> {
         );
     }
     let network = crate::net::prepare(config, service)?;
-    let network_files = network.iter().flat_map(|n| &n.files);
-    let rootfs = service.namespaces.mount.then(|| images::RootfsSpec {
-        rootfs: image_dir.clone(),
-        writable_layer: layer.clone(),
-        readonly: service.readonly_rootfs,
-        state_dir: config.state_dir.clone(),
-        mounts: service
-            .mounts
-            .iter()
-            .map(|m| images::BindMount {
-                source: m.source.clone(),
-                target: m.target.clone(),
-                readonly: m.readonly,
-            })
-            .chain(network_files.map(|(source, target)| images::BindMount {
-                source: source.clone(),
-                target: target.clone(),
-                readonly: true,
-            }))
-            .collect(),
-        devices: devices.nodes,
-        host_devices: devices.all_host_devices,
-        console,
-        mqueue: service.namespaces.ipc,
-    });
-    let command = match &req.command {
-        Some(command) if !command.is_empty() => command.clone(),
-        _ => service.command.iter().map(OsString::from).collect(),
-    };
-    let spec = SetupSpec {
-        rootfs,
-        init: init_binary,
-        hostname: service.namespaces.uts.then(|| service.hostname.clone()),
-        loopback: service.namespaces.net,
-        user_namespace: service.namespaces.user,
-        cgroup_namespace: service.namespaces.cgroup,
-        cgroup_path: format!("{}/{}", config.cgroup_parent, service.name),
-        env: environment(service, user.home.as_deref(), on_terminal(&req.stdio)),
-        credentials: user.credentials,
-        take_terminal: matches!(req.stdio, Stdio::Inherit) && in_terminal_foreground(),
-        controlling_terminal: matches!(req.stdio, Stdio::Terminal(_)),
-        workdir: service.workdir.clone(),
-        command,
-        capabilities: (!service.privileged).then_some(service.capabilities.0),
-        seccomp: service.seccomp_filter.as_deref().cloned(),
-    };
-    Ok(Prepared {
-        spec,
-        layer,
-        lease,
-        device_policy: devices.policy,
+    let facts = Facts {
+        init,
+        image_dir,
+        user,
         id_range,
+        devices,
         network,
-    })
+        terminal,
+    };
+    Ok((facts, lease))
+}
+
+fn terminal(stdio: &Stdio) -> Terminal {
+    Terminal {
+        console: matches!(stdio, Stdio::Inherit) && devices::stdin_is_terminal(),
+        on_terminal: on_terminal(stdio),
+        take_terminal: matches!(stdio, Stdio::Inherit) && in_terminal_foreground(),
+        controlling_terminal: matches!(stdio, Stdio::Terminal(_)),
+    }
+}
+
+/// Makes the planned writable layer: emptied first unless the service
+/// persists it, and given to the service's range with a user namespace.
+pub(super) fn make_layer(layer: &Layer) -> Result<(), SpawnError> {
+    if layer.discard {
+        remove_layer(&layer.path)?;
+    }
+    std::fs::create_dir_all(&layer.path).map_err(io_error(format!(
+        "create writable layer {}",
+        layer.path.display()
+    )))?;
+    if let Some((image, first)) = &layer.give_to {
+        give_layer(&layer.path, image, *first)?;
+    }
+    Ok(())
 }
 
 /// The `init` binary installed next to the running supervisor.
@@ -154,20 +107,6 @@ fn init_binary() -> Result<PathBuf, SpawnError> {
     } else {
         Err(SpawnError::InitMissing(init))
     }
-}
-
-/// `state_dir/containers/NAME`, the overlay's upper and work dirs. Emptied
-/// first unless the service persists it.
-fn writable_layer(config: &Config, service: &Service) -> Result<PathBuf, SpawnError> {
-    let layer = config.state_dir.join("containers").join(&service.name);
-    if !service.persist {
-        remove_layer(&layer)?;
-    }
-    std::fs::create_dir_all(&layer).map_err(io_error(format!(
-        "create writable layer {}",
-        layer.display()
-    )))?;
-    Ok(layer)
 }
 
 /// Gives the writable layer's directory to the service's range root (0700):
@@ -210,74 +149,7 @@ fn on_terminal(stdio: &Stdio) -> bool {
     }
 }
 
-/// Like Docker: PATH, HOSTNAME, HOME (and TERM on a terminal) by default,
-/// then the service's env, which wins.
-pub(crate) fn environment(
-    service: &Service,
-    home: Option<&Path>,
-    on_terminal: bool,
-) -> Vec<String> {
-    let mut env = std::collections::BTreeMap::new();
-    env.insert("PATH".to_string(), DEFAULT_PATH.to_string());
-    if service.namespaces.uts {
-        env.insert("HOSTNAME".to_string(), service.hostname.clone());
-    }
-    env.insert(
-        "HOME".to_string(),
-        home.unwrap_or(Path::new("/"))
-            .to_string_lossy()
-            .into_owned(),
-    );
-    if on_terminal {
-        let term = std::env::var("TERM").unwrap_or_else(|_| "xterm".to_string());
-        env.insert("TERM".to_string(), term);
-    }
-    env.extend(service.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
-}
-
 /// stdin is a terminal whose foreground process group is ours.
 fn in_terminal_foreground() -> bool {
     nix::unistd::tcgetpgrp(std::io::stdin()).is_ok_and(|pgrp| pgrp == nix::unistd::getpgrp())
-}
-
-pub(super) fn driver(driver: config::CgroupDriver) -> cgroups::Driver {
-    match driver {
-        config::CgroupDriver::Auto => cgroups::Driver::Auto,
-        config::CgroupDriver::V1 => cgroups::Driver::V1,
-        config::CgroupDriver::V2 => cgroups::Driver::V2,
-    }
-}
-
-pub(super) fn resources(
-    limits: &config::Limits,
-    devices: cgroups::DevicePolicy,
-) -> cgroups::Resources {
-    cgroups::Resources {
-        devices,
-        memory: limits.memory,
-        memory_swap: limits.memory_swap,
-        cpus: limits.cpus,
-        pids: limits.pids,
-        io_weight: limits.io_weight,
-    }
-}
-
-pub(super) fn clone_flags(ns: &config::Namespaces) -> CloneFlags {
-    let mut flags = CloneFlags::empty();
-    for (wanted, flag) in [
-        (ns.pid, CloneFlags::CLONE_NEWPID),
-        (ns.mount, CloneFlags::CLONE_NEWNS),
-        (ns.uts, CloneFlags::CLONE_NEWUTS),
-        (ns.ipc, CloneFlags::CLONE_NEWIPC),
-        (ns.net, CloneFlags::CLONE_NEWNET),
-        (ns.user, CloneFlags::CLONE_NEWUSER),
-    ] {
-        if wanted {
-            flags |= flag;
-        }
-    }
-    // The cgroup namespace is entered by the child once inside its cgroup
-    // (see setup), so that the service's cgroup is its root.
-    flags
 }

@@ -16,7 +16,8 @@ use nix::unistd::Pid;
 
 use super::error::SpawnError;
 use super::pty::Relay;
-use super::spawn::{spawn, SpawnRequest, Stdio};
+use super::request::{SpawnRequest, Stdio};
+use super::spawn::spawn;
 
 /// Exit status when the container could not be started (as `docker run`).
 const START_FAILED: u8 = 125;

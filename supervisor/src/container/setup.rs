@@ -4,8 +4,6 @@
 //! `spawn` as one line on the error pipe.
 
 use std::ffi::{CString, OsStr, OsString};
-use std::fs::File;
-use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -17,7 +15,8 @@ use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{SigSet, SigmaskHow};
 use nix::unistd::{AccessFlags, Gid, Uid};
 
-use super::spec::{Credentials, SetupSpec, ERROR_FD, HANDOVER_FD, RELEASE, SPEC_FD, SYNC_FD};
+use super::channel::ChildEnd;
+use super::spec::{Credentials, SetupSpec};
 use super::{sealed_init, sys};
 
 /// argv[0] of our init, PID 1 of every service (it runs from a memfd: see
@@ -27,30 +26,23 @@ const INIT_NAME: &str = "init";
 /// Entry point of the hidden subcommand. Returns only on failure (after
 /// reporting it through the error pipe), else it has become init.
 pub fn setup_main() -> anyhow::Result<ExitCode> {
-    let error = sys::inherited_fd(ERROR_FD).map(File::from);
+    let channel = ChildEnd::inherited();
     let failure = match setup() {
         Ok(never) => match never {},
         Err(failure) => failure,
     };
-    match error {
-        Some(mut pipe) => {
-            // The one line `spawn` reports; if even this fails, the parent
-            // sees a closed pipe and an exit status.
-            let _ = pipe.write_all(format!("{failure:#}").as_bytes());
-            Ok(ExitCode::FAILURE)
-        }
-        None => Err(failure.context("container-setup is started by the supervisor, not by hand")),
+    // The one line `spawn` reports.
+    if channel.report_error(&format!("{failure:#}")) {
+        Ok(ExitCode::FAILURE)
+    } else {
+        Err(failure.context("container-setup is started by the supervisor, not by hand"))
     }
 }
 
 fn setup() -> anyhow::Result<std::convert::Infallible> {
-    // Nothing the supervisor had open reaches the service; the error pipe
-    // closes when init is exec'd, which tells `spawn` that all went well.
-    sys::cloexec_from(ERROR_FD);
-    let spec = read_spec()?;
-    let sync = sys::inherited_fd(SYNC_FD)
-        .map(File::from)
-        .context("no release pipe (fd 5)")?;
+    ChildEnd::close_on_exec();
+    let spec: SetupSpec = ChildEnd::read_spec("setup spec")?;
+    let release = ChildEnd::release_pipe()?;
     if spec.controlling_terminal {
         nix::unistd::setsid()
             .map_err(os)
@@ -72,7 +64,7 @@ fn setup() -> anyhow::Result<std::convert::Infallible> {
     let init = sealed_init::load(&spec.init)?;
     match &spec.rootfs {
         Some(rootfs) if spec.user_namespace => {
-            let handed = receive_handover()?;
+            let handed = ChildEnd::receive_handover()?;
             images::setup_rootfs_in_userns(rootfs, handed).context("root filesystem")?;
         }
         Some(rootfs) => images::setup_rootfs(rootfs).context("root filesystem")?,
@@ -88,7 +80,7 @@ fn setup() -> anyhow::Result<std::convert::Infallible> {
             .map_err(os)
             .context("bring up the loopback interface")?;
     }
-    wait_for_release(sync)?;
+    release.wait_for_release()?;
     if spec.cgroup_namespace {
         enter_cgroup_namespace(&spec)?;
     }
@@ -124,15 +116,6 @@ fn enter_cgroup_namespace(spec: &SetupSpec) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_spec() -> anyhow::Result<SetupSpec> {
-    let mut pipe = sys::inherited_fd(SPEC_FD)
-        .map(File::from)
-        .context("no setup spec (fd 3)")?;
-    let mut json = Vec::new();
-    pipe.read_to_end(&mut json).context("read the setup spec")?;
-    serde_json::from_slice(&json).context("decode the setup spec")
-}
-
 /// The supervisor blocks signals for its signalfd and Rust ignores SIGPIPE;
 /// both would be inherited through exec by init and the service.
 pub(super) fn reset_signals() {
@@ -151,25 +134,6 @@ fn take_terminal() -> anyhow::Result<()> {
     nix::unistd::setpgid(me, me).map_err(os)?;
     nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::getpgrp()).map_err(os)?;
     Ok(())
-}
-
-/// The root filesystem's mounts and sources, opened by the parent.
-fn receive_handover() -> anyhow::Result<Vec<std::os::fd::OwnedFd>> {
-    use std::os::fd::AsFd;
-    let socket = sys::inherited_fd(HANDOVER_FD).context("no handover socket (fd 6)")?;
-    sys::receive_fds(socket.as_fd())
-        .map_err(os)
-        .context("receive the root filesystem's mounts")
-}
-
-/// Blocks until the parent has placed us in the service's cgroup.
-fn wait_for_release(mut sync: File) -> anyhow::Result<()> {
-    let mut byte = [0u8; 1];
-    match sync.read(&mut byte) {
-        Ok(1) if byte[0] == RELEASE => Ok(()),
-        Ok(_) => bail!("the supervisor went away during setup"),
-        Err(err) => Err(err).context("wait for the supervisor"),
-    }
 }
 
 /// Drops from the bounding set what the service does not keep, and keeps the

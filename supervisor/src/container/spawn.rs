@@ -3,56 +3,31 @@
 //! and learn (waiting, or later through `Starting`) whether its init has been
 //! exec'd or its setup failed.
 
-use std::ffi::{CString, OsString};
+use std::ffi::CString;
 use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
-use config::{Config, Service};
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::signal::{kill, Signal};
-use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::waitpid;
-use nix::unistd::{pipe2, Pid};
+use nix::unistd::Pid;
 
-use super::error::{io_error, sys_error, SpawnError};
+use super::channel::{self, ParentEnd, ToChild, ERROR_FD};
+use super::error::{sys_error, SpawnError};
 use super::handle::{remove_layer, Container};
 use super::lock::ServiceLock;
-use super::resolve::{clone_flags, driver, prepare, resources, Prepared};
-use super::spec::{
-    exec_state_path, ExecState, SetupSpec, ERROR_FD, HANDOVER_FD, RELEASE, SPEC_FD, SYNC_FD,
-};
+use super::plan::{plan, LaunchPlan};
+use super::request::SpawnRequest;
+use super::resolve::{gather, make_layer};
+use super::spec::{exec_state_path, ExecState, SetupSpec};
 use super::sys::{self, ChildExec};
 use super::userns;
 
 /// How long a container may take to set itself up before `spawn` gives up on it.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Where the service's stdio goes.
-#[derive(Debug)]
-pub enum Stdio {
-    /// The supervisor's own stdin, stdout and stderr (`supervisor run`).
-    Inherit,
-    /// stdout and stderr to this pipe's write end, stdin from /dev/null.
-    Log(OwnedFd),
-    /// stdin, stdout and stderr on this pseudo-terminal slave, which becomes
-    /// the container's controlling terminal (`supervisor run -t`).
-    Terminal(OwnedFd),
-}
-
-pub struct SpawnRequest<'a> {
-    pub config: &'a Config,
-    pub service: &'a Service,
-    /// Replaces the service's command.
-    pub command: Option<Vec<OsString>>,
-    pub stdio: Stdio,
-    /// The service's emptied cgroup, kept from its previous run
-    /// (`Container::teardown_keeping_cgroup`): the child starts in it as it is,
-    /// without creating it or applying limits again. Removed if the start fails.
-    pub cgroup: Option<Box<dyn cgroups::Cgroup>>,
-}
 
 /// Starts `req.service` and returns once its init runs (Ok) or its setup
 /// failed (Err, with the failed child already reaped and everything removed).
@@ -78,9 +53,15 @@ pub fn spawn(req: SpawnRequest) -> Result<Container, SpawnError> {
 pub fn begin(mut req: SpawnRequest) -> Result<Starting, SpawnError> {
     let kept = req.cgroup.take();
     // Before the writable layer is touched: it may belong to a running container.
-    let claimed = ServiceLock::take(&req.config.state_dir, &req.service.name)
-        .and_then(|lock| Ok((lock, prepare(&req)?)));
-    let (lock, mut prepared) = match claimed {
+    let claimed = ServiceLock::take(&req.config.state_dir, &req.service.name).and_then(|lock| {
+        let (facts, lease) = gather(&req)?;
+        let plan = plan(req.config, req.service, req.command.as_deref(), facts)?;
+        if let Some(layer) = &plan.layer {
+            make_layer(layer)?;
+        }
+        Ok((lock, lease, plan))
+    });
+    let (lock, lease, plan) = match claimed {
         Ok(claimed) => claimed,
         Err(err) => {
             if let Some(cgroup) = kept {
@@ -90,9 +71,14 @@ pub fn begin(mut req: SpawnRequest) -> Result<Starting, SpawnError> {
             return Err(err);
         }
     };
+    let layer_to_remove = plan
+        .layer
+        .as_ref()
+        .filter(|layer| layer.discard)
+        .map(|layer| layer.path.clone());
     // A start refused before the container exists leaves no writable layer behind.
     let discard_layer = || {
-        if let Some(layer) = prepared.layer.as_ref().filter(|_| !req.service.persist) {
+        if let Some(layer) = &layer_to_remove {
             // Best effort: the error that stopped the start is the one to report.
             let _ = remove_layer(layer);
         }
@@ -101,7 +87,7 @@ pub fn begin(mut req: SpawnRequest) -> Result<Starting, SpawnError> {
     let cgroup = match kept {
         Some(cgroup) => cgroup,
         None => match cgroups::open(
-            driver(req.config.cgroup_driver),
+            plan.cgroup_driver,
             &req.config.cgroup_parent,
             &req.service.name,
         ) {
@@ -120,15 +106,15 @@ pub fn begin(mut req: SpawnRequest) -> Result<Starting, SpawnError> {
         pid: Pid::from_raw(0),
         cgroup,
         name: req.service.name.clone(),
-        layer_to_remove: prepared.layer.clone().filter(|_| !req.service.persist),
-        _lease: prepared.lease.take(),
+        layer_to_remove,
+        _lease: lease,
         network: None,
         _lock: lock,
     };
-    let resources = create.then(|| resources(&req.service.limits, prepared.device_policy.clone()));
-    match start(&req, &prepared, &container, resources) {
+    let resources = create.then(|| plan.resources.clone());
+    match start(&req, &plan, &container, resources) {
         Ok((pid, error_pipe, released, network)) => {
-            record_exec_state(&req, prepared.spec, pid);
+            record_exec_state(&req, plan.spec, pid);
             Ok(Starting {
                 container: Container {
                     pid,
@@ -276,77 +262,6 @@ fn record_exec_state(req: &SpawnRequest, spec: SetupSpec, pid: Pid) {
     }
 }
 
-/// The three pipes between parent and child; the child's ends are numbered
-/// high (see `sys::high_fd`) so that they can be dup2'ed to the fixed fds.
-struct Pipes {
-    spec_write: File,
-    error_read: File,
-    sync_write: File,
-    /// With a user namespace: the child waits on the read end (the last of
-    /// `child_ends`) until the id maps are written; the socket carries the
-    /// root filesystem's mounts to it (`HANDOVER_FD`).
-    userns: Option<(File, OwnedFd)>,
-    child_ends: Vec<OwnedFd>,
-}
-
-fn pipes(stdio: &Stdio, user_namespace: bool) -> Result<(Pipes, Vec<(i32, i32)>), SpawnError> {
-    let pipe = || pipe2(OFlag::O_CLOEXEC).map_err(sys_error("create a pipe"));
-    let high = |fd: &OwnedFd| sys::high_fd(fd.as_fd()).map_err(sys_error("duplicate a pipe fd"));
-    let (spec_read, spec_write) = pipe()?;
-    let (error_read, error_write) = pipe()?;
-    let (sync_read, sync_write) = pipe()?;
-    let mut child_ends = vec![high(&spec_read)?, high(&error_write)?, high(&sync_read)?];
-    let mut targets = vec![SPEC_FD, ERROR_FD, SYNC_FD];
-    let handover = if user_namespace {
-        let (ours, theirs) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .map_err(sys_error("create a socket"))?;
-        child_ends.push(high(&theirs)?);
-        targets.push(HANDOVER_FD);
-        Some(ours)
-    } else {
-        None
-    };
-    if let Stdio::Log(log) = stdio {
-        let null = File::open("/dev/null").map_err(io_error("open /dev/null"))?;
-        child_ends.push(high(&OwnedFd::from(null))?);
-        child_ends.push(high(log)?);
-        child_ends.push(high(log)?);
-        targets.extend([0, 1, 2]);
-    }
-    if let Stdio::Terminal(slave) = stdio {
-        for target in [0, 1, 2] {
-            child_ends.push(high(slave)?);
-            targets.push(target);
-        }
-    }
-    let dups = child_ends
-        .iter()
-        .map(|fd| fd.as_raw_fd())
-        .zip(targets)
-        .collect();
-    let userns = match handover {
-        Some(socket) => {
-            let (read, write) = pipe()?;
-            child_ends.push(high(&read)?);
-            Some((File::from(write), socket))
-        }
-        None => None,
-    };
-    let pipes = Pipes {
-        spec_write: File::from(spec_write),
-        error_read: File::from(error_read),
-        sync_write: File::from(sync_write),
-        userns,
-        child_ends,
-    };
-    Ok((pipes, dups))
-}
-
 /// What `start` leaves running: the child's pid, its error pipe, the error of
 /// a release the child cut short, and its network attachment.
 type StartedChild = (
@@ -363,62 +278,46 @@ type StartedChild = (
 /// has been killed and reaped; the caller tears down the rest.
 fn start(
     req: &SpawnRequest,
-    prepared: &Prepared,
+    plan: &LaunchPlan,
     container: &Container,
     resources: Option<cgroups::Resources>,
 ) -> Result<StartedChild, SpawnError> {
-    let (spec, cgroup) = (&prepared.spec, &container.cgroup);
+    let (spec, cgroup) = (&plan.spec, &container.cgroup);
     if let Some(resources) = resources {
         cgroup.create(&resources)?;
     }
     let spec_json = serde_json::to_vec(spec)
         .map_err(|err| SpawnError::Setup(format!("encode setup spec: {err}")))?;
-    let (pipes, dups) = pipes(&req.stdio, req.service.namespaces.user)?;
+    let (parent, child_ends) = channel::open(&req.stdio, req.service.namespaces.user)?;
     let mut exec = ChildExec::new(
         CString::new("/proc/self/exe").expect("no NUL"),
         vec![
             CString::new("supervisor").expect("no NUL"),
             CString::new("container-setup").expect("no NUL"),
         ],
-        dups,
+        child_ends.dups(),
         ERROR_FD,
     );
-    if pipes.userns.is_some() {
-        let read_end = pipes
-            .child_ends
-            .last()
-            .expect("pushed with the user namespace pipe");
-        exec = exec.user_namespace(read_end.as_raw_fd());
+    if let Some(read_end) = child_ends.id_map_wait() {
+        exec = exec.user_namespace(read_end);
     }
     let clone_into = cgroup.clone_into_fd();
-    let pid = sys::clone_exec(
-        clone_flags(&req.service.namespaces).bits() as u64,
-        clone_into,
-        &exec,
-    )
-    .map_err(sys_error("clone the container's first process"))?;
-    let Pipes {
-        spec_write,
-        error_read,
-        sync_write,
-        userns,
-        child_ends,
-    } = pipes;
-    drop(child_ends);
-    let userns = match (userns, prepared.id_range) {
-        (Some((maps_written, socket)), Some(first)) => Some(UserNamespace {
-            first,
-            rootfs: spec.rootfs.as_ref(),
-            maps_written,
-            socket,
-        }),
-        _ => None,
-    };
+    let pid = sys::clone_exec(plan.clone_flags.bits() as u64, clone_into, &exec)
+        .map_err(sys_error("clone the container's first process"))?;
+    child_ends.close();
+    let ParentEnd {
+        error: error_read,
+        to_child,
+    } = parent;
+    let userns = plan.id_range.map(|first| UserNamespace {
+        first,
+        rootfs: spec.rootfs.as_ref(),
+    });
     let mut network = None;
     // The child's network namespace exists: its links are made while it sets
     // up its root filesystem, before it is released.
     let attach_network = || {
-        if let Some(prepared) = &prepared.network {
+        if let Some(prepared) = &plan.network {
             network = Some(crate::net::attach(req.config, req.service, prepared, pid)?);
         }
         Ok(())
@@ -427,7 +326,8 @@ fn start(
         pid,
         clone_into.is_some(),
         &spec_json,
-        (spec_write, sync_write, userns),
+        to_child,
+        userns,
         cgroup.as_ref(),
         attach_network,
     );
@@ -458,10 +358,6 @@ struct UserNamespace<'a> {
     /// The first host id of the service's range.
     first: u32,
     rootfs: Option<&'a images::RootfsSpec>,
-    /// Tells the child that its id maps are written.
-    maps_written: File,
-    /// Carries the root filesystem's mounts to the child.
-    socket: OwnedFd,
 }
 
 /// Giving a network to a child that dies during its setup fails too: its
@@ -490,33 +386,26 @@ fn release(
     pid: Pid,
     born_in_cgroup: bool,
     spec_json: &[u8],
-    (mut spec_write, mut sync_write, userns): (File, File, Option<UserNamespace>),
+    mut to_child: ToChild,
+    userns: Option<UserNamespace>,
     cgroup: &dyn cgroups::Cgroup,
     attach_network: impl FnOnce() -> Result<(), crate::net::NetError>,
 ) -> Result<(), SpawnError> {
-    if let Some(mut userns) = userns {
+    if let Some(userns) = userns {
         userns::write_maps(pid, userns.first)?;
         // The child execs (the setup program) while we open its mounts.
-        userns
-            .maps_written
-            .write_all(&[RELEASE])
-            .map_err(io_error("release the container to exec"))?;
-        if let Some(rootfs) = userns.rootfs {
-            userns::hand_over(pid, rootfs, &userns.socket)?;
+        to_child.release_id_maps()?;
+        if let (Some(rootfs), Some(socket)) = (userns.rootfs, to_child.handover_socket()) {
+            userns::hand_over(pid, rootfs, socket)?;
         }
     }
-    spec_write
-        .write_all(spec_json)
-        .map_err(io_error("send the setup spec"))?;
     // EOF lets the child start its setup while we join it to the cgroup.
-    drop(spec_write);
+    to_child.send_spec(spec_json)?;
     if !born_in_cgroup {
         cgroup.add_process(pid.as_raw())?;
     }
     attach_network()?;
-    sync_write
-        .write_all(&[RELEASE])
-        .map_err(io_error("release the container"))
+    to_child.release()
 }
 
 /// A write to the child failed because it closed its end: it died, and its
@@ -537,6 +426,7 @@ fn reap(pid: Pid) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::container::error::io_error;
 
     #[test]
     fn only_a_pipe_the_child_closed_defers_to_its_message() {

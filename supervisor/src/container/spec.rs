@@ -1,24 +1,10 @@
-//! What travels from `spawn` to the setup process (`supervisor container-setup`),
-//! and the fixed fds it travels on.
+//! What travels from `spawn` to the setup process (`supervisor container-setup`)
+//! (over the channel: see `channel`).
 
 use std::ffi::OsString;
-use std::os::fd::RawFd;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-
-/// The spec arrives here as JSON; the parent closes its end when done.
-pub const SPEC_FD: RawFd = 3;
-/// A setup failure goes back here as one line. Close-on-exec: when init has
-/// been exec'd the parent reads EOF, which means success.
-pub const ERROR_FD: RawFd = 4;
-/// The parent writes one byte here once the child is in its cgroup.
-pub const SYNC_FD: RawFd = 5;
-/// With a user namespace: the mounts and sources of the root filesystem
-/// arrive here as descriptors (see `userns::hand_over`).
-pub const HANDOVER_FD: RawFd = 6;
-/// The byte on `SYNC_FD` that releases the child.
-pub const RELEASE: u8 = b'1';
 
 /// Everything the setup process does, resolved by the parent beforehand.
 #[derive(Debug, Serialize, Deserialize)]
@@ -33,7 +19,7 @@ pub struct SetupSpec {
     pub loopback: bool,
     /// The child is in a user namespace of its own, mapped to a private range
     /// of host ids (and already its root): it receives the root filesystem's
-    /// sources on `HANDOVER_FD`.
+    /// sources over the handover socket.
     pub user_namespace: bool,
     /// Enter a new cgroup namespace once inside the service's cgroup.
     pub cgroup_namespace: bool,

@@ -278,22 +278,6 @@ pub fn default_signal_dispositions() {
     }
 }
 
-/// Opens `path` relative to the directory `root` as if `root` were `/`
-/// (openat2 RESOLVE_IN_ROOT): neither `..` nor any symlink leads out of it.
-pub fn open_in_root(
-    root: BorrowedFd<'_>,
-    path: &std::path::Path,
-    flags: nix::fcntl::OFlag,
-) -> Result<OwnedFd, Errno> {
-    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
-    let how = OpenHow::new()
-        .flags(flags | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let fd = nix::fcntl::openat2(root.as_raw_fd(), path, how)?;
-    // SAFETY: openat2 just returned this descriptor and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 /// Most descriptors one message carries (the kernel's SCM_MAX_FD).
 const MAX_RECEIVED_FDS: usize = 253;
 

@@ -10,7 +10,6 @@ use config::User;
 use nix::fcntl::OFlag;
 
 use super::spec::Credentials;
-use super::sys;
 
 /// A resolved user: credentials, and the home directory for `HOME`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,7 +147,7 @@ impl RootFile<'_> {
             .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
             .open(self.root)?;
         // O_PATH: opening is all, a FIFO cannot block and a device sees no open.
-        let handle = File::from(sys::open_in_root(
+        let handle = File::from(images::openat_in_root(
             dir.as_fd(),
             Path::new(self.rel),
             OFlag::O_PATH,
