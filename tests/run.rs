@@ -375,30 +375,53 @@ fn command_override_replaces_the_services_command() {
 #[test]
 fn setup_failures_are_clear_errors() {
     let fx = Fixture::new();
+    // A file that is there but not executable, for 126.
+    std::fs::write(fx.rootfs().join("etc/notexec"), "#!/bin/sh\n").expect("write notexec");
     let config = fx.config(
         &[
             fx.service("badwd", "exit 0", "    workdir: /nonexistent\n"),
             fx.service("nocmd", "[nosuchcommand, arg]", ""),
             fx.service("badabs", "[/bin/nosuch]", ""),
+            fx.service("noexec", "[/etc/notexec]", ""),
         ]
         .concat(),
     );
-    for (name, message) in [
+    // As `docker run`: 125 when the container cannot be set up, 127 when the
+    // command is not found, 126 when it cannot be executed.
+    for (name, code, message) in [
         (
             "badwd",
+            125,
             "run badwd: workdir /nonexistent: No such file or directory",
         ),
         (
             "nocmd",
+            127,
             "run nocmd: command nosuchcommand: not found in PATH",
         ),
         (
             "badabs",
+            127,
             "run badabs: command /bin/nosuch: No such file or directory",
+        ),
+        (
+            "noexec",
+            126,
+            "run noexec: command /etc/notexec: Permission denied",
         ),
     ] {
         let output = fx.run(&config, name, &[]);
-        assert_start_failed(name, &output, message);
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "{name}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(message),
+            "{name}: expected `{message}` in: {}",
+            stderr(&output)
+        );
     }
 }
 

@@ -48,6 +48,10 @@ pub enum SpawnError {
     /// The child's own message: "workdir /x: No such file or directory" etc.
     #[error("{0}")]
     Setup(String),
+    /// The command cannot run: not found (127) or not executable (126), the
+    /// exit codes `docker run` gives these.
+    #[error("{message}")]
+    Command { message: String, code: i32 },
 }
 
 /// "image: ..." unless the message already names the image.

@@ -108,6 +108,12 @@ fn run_service(
     // No daemon keeps the parent group: remove it unless others use it.
     let parent_removed = super::remove_cgroup_parent(config.cgroup_driver, &config.cgroup_parent);
     match outcome {
+        // As `docker run`: the command itself cannot run (127 missing, 126
+        // not executable), which is no error of the supervisor's.
+        Err(RunError::Start(SpawnError::Command { message, code })) => {
+            eprintln!("supervisor: run {name}: {message}");
+            Ok(ExitCode::from(code as u8))
+        }
         Err(RunError::Start(err)) => Err(anyhow::Error::from(err).context(format!("run {name}"))),
         Err(RunError::Run(err)) => Err(err.context(format!("run {name}"))),
         Ok((code, oom_kills)) => {

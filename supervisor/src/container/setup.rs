@@ -8,6 +8,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use anyhow::{bail, Context};
 use nix::errno::Errno;
@@ -31,9 +32,12 @@ pub fn setup_main() -> anyhow::Result<ExitCode> {
         Ok(never) => match never {},
         Err(failure) => failure,
     };
-    // The one line `spawn` reports.
+    // The one line `spawn` reports; the exit status says a command that is
+    // missing (127) or not executable (126).
     if channel.report_error(&format!("{failure:#}")) {
-        Ok(ExitCode::FAILURE)
+        Ok(ExitCode::from(
+            COMMAND_UNUSABLE.load(Ordering::Relaxed).max(1),
+        ))
     } else {
         Err(failure.context("container-setup is started by the supervisor, not by hand"))
     }
@@ -192,9 +196,30 @@ fn env_value(env: &[String], key: &str) -> Option<String> {
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=').map(str::to_string))
 }
 
+/// 127 or 126 once `check_command` found the command missing or not
+/// executable (this process has one thread).
+static COMMAND_UNUSABLE: AtomicU8 = AtomicU8::new(0);
+
 /// Fails clearly where init's exec of the command would fail: a command that
 /// is not in the root filesystem, or that this user may not execute.
 fn check_command(command: &[OsString], path: &str) -> anyhow::Result<()> {
+    let checked = find_command(command, path);
+    if checked.is_err() {
+        let missing = command.first().is_some_and(|program| {
+            let program = Path::new(program);
+            match program.as_os_str().as_bytes().contains(&b'/') {
+                true => !program.exists(),
+                false => !path
+                    .split(':')
+                    .any(|dir| !dir.is_empty() && Path::new(dir).join(program).is_file()),
+            }
+        });
+        COMMAND_UNUSABLE.store(if missing { 127 } else { 126 }, Ordering::Relaxed);
+    }
+    checked
+}
+
+fn find_command(command: &[OsString], path: &str) -> anyhow::Result<()> {
     let Some(program) = command.first() else {
         bail!("no command")
     };

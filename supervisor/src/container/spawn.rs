@@ -39,12 +39,44 @@ pub fn spawn(req: SpawnRequest) -> Result<Container, SpawnError> {
     match outcome {
         Ok(()) => Ok(container),
         Err(err) => {
-            let _ = kill(pid, Signal::SIGKILL);
-            reap(pid);
+            // A child that reported a failure exits by itself; its status
+            // tells a command that is missing (127) or not executable (126).
+            let status = match exit_within(pid, Duration::from_secs(1)) {
+                Some(ended) => ended,
+                None => {
+                    let _ = kill(pid, Signal::SIGKILL);
+                    reap(pid);
+                    None
+                }
+            };
             // Best effort: the error that stopped the start is the one to report.
             let _ = container.teardown();
-            Err(err)
+            Err(match (err, status) {
+                (SpawnError::Setup(message), Some(code @ (126 | 127))) => {
+                    SpawnError::Command { message, code }
+                }
+                (err, _) => err,
+            })
         }
+    }
+}
+
+/// Waits up to `bound` for child `pid` to end. None: still running. Some:
+/// ended and reaped, with its exit code if it exited (not killed).
+fn exit_within(pid: Pid, bound: Duration) -> Option<Option<i32>> {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus};
+    let deadline = std::time::Instant::now() + bound;
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return Some(Some(code)),
+            Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {}
+            // Killed by a signal, or no longer ours to wait for.
+            _ => return Some(None),
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
