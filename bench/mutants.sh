@@ -26,9 +26,9 @@ mutants() {
 dfs-later-services|config/src/dependencies.rs|for start in 0..edges.len() {|for start in 0..1.min(edges.len()) {|-p appliance-config --test cycles
 duplicate-keys|config/src/tree.rs|if let Some(first) = seen.get(&name) {|if let Some(first) = seen.get(&name).filter(\|_\| false) {|-p appliance-config
 config-dotdot|config/src/paths.rs|if path.components().any(\|c\| c == Component::ParentDir) {|if false {|-p appliance-config
-archive-dotdot|images/src/fsroot.rs|Component::ParentDir => return Err("refused: path contains '..'"),|Component::ParentDir => {}|-p appliance-images;-p integration-tests --test images
+archive-dotdot|images/src/archive_path.rs|Component::ParentDir => return Err("refused: path contains '..'"),|Component::ParentDir => {}|-p appliance-images;-p integration-tests --test images
 start-order|config/src/dependencies.rs|for dep in deps.into_iter().filter(\|&d\| d != i) {|for dep in deps.into_iter().filter(\|_\| false) {|-p appliance-config;-p integration-tests --test supervisor -- start_and_stop
-images-resolve-in-root|images/src/sys.rs|.resolve(ResolveFlag::RESOLVE_IN_ROOT \| ResolveFlag::RESOLVE_NO_MAGICLINKS);|.resolve(ResolveFlag::RESOLVE_NO_MAGICLINKS);|-p appliance-images;-p integration-tests --test images
+images-resolve-in-root|supervisor/rootfs/src/sys.rs|.resolve(ResolveFlag::RESOLVE_IN_ROOT \| ResolveFlag::RESOLVE_NO_MAGICLINKS);|.resolve(ResolveFlag::RESOLVE_NO_MAGICLINKS);|-p appliance-images;-p integration-tests --test images
 init-128-plus-signal|init/src/reap.rs|128 + libc::WTERMSIG(status)|libc::WTERMSIG(status)|-p integration-tests --test init
 v1-cpu-usage-unit|supervisor/cgroups/src/v1.rs|.map(\|ns\| ns / 1000)|.map(\|ns\| ns)|-p integration-tests --test supervisor -- stats_are
 v1-memory-usage|supervisor/cgroups/src/v1.rs|"memory.usage_in_bytes"|"memory.limit_in_bytes"|-p integration-tests --test supervisor -- stats_are
@@ -41,6 +41,9 @@ stop-order|supervisor/src/daemon/services.rs|if waiting && !self.has_stopping_de
 sighup-reload|supervisor/src/daemon/event_loop.rs|if let Err(err) = self.reload() {|if let Err(err) = Ok::<(), String>(()) {|-p integration-tests --test supervisor -- sighup_reloads
 writable-layer-kept|supervisor/src/container/handle.rs|match std::fs::remove_dir_all(layer) {|match Ok::<(), std::io::Error>(()) {|-p integration-tests --test supervisor -- stop_leaves
 socket-mode|supervisor/src/daemon/control.rs|None => 0o600,|None => 0o666,|-p integration-tests --test supervisor -- control_socket
+notify-sender-check|supervisor/src/daemon/readiness.rs|if !self.list[idx].sent_from_inside(datagram.pid) {|if false {|-p integration-tests --test readiness -- a_notify_service_is_ready
+healthy-waits|supervisor/src/daemon/readiness.rs|s if s.is_up() => Some(self.is_ready()),|s if s.is_up() => Some(true),|-p integration-tests --test readiness -- service_healthy
+one-shot-rerun|supervisor/src/daemon/services.rs|let completed = dep != name && self.completed_for(&dep, &needed_list);|let completed = dep != name \&\& false;|-p integration-tests --test readiness -- service_completed
 LIST
 }
 

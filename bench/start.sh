@@ -9,7 +9,9 @@
 #
 # Usage (as root):  bench/start.sh [RUNS]        (default 40 runs per row)
 # Binaries: BIN_DIR (default target/x86_64-unknown-linux-musl/release; build them
-# with `cargo build --release -p supervisor -p init`). In the pure-v2 test VM, copy
+# with `cargo build --release -p supervisor -p init`). BEFORE_BIN_DIR, if set, adds a
+# row for the supervisor and init there (e.g. a copy of an earlier build), to compare
+# a change side by side in one run. In the pure-v2 test VM, copy
 # them to the guest's /tmp first: executed from the 9p share they are re-read on
 # every exec, which then dominates the figures.
 set -euo pipefail
@@ -18,11 +20,14 @@ runs=${1:-40}
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin_dir=${BIN_DIR:-$here/target/x86_64-unknown-linux-musl/release}
 supervisor=$bin_dir/supervisor
+before=${BEFORE_BIN_DIR:+$BEFORE_BIN_DIR/supervisor}
 
 die() { echo "start.sh: $*" >&2; exit 1; }
 [[ $EUID -eq 0 ]] || die "run as root (namespaces, cgroups)"
 [[ -x $supervisor && -x $bin_dir/init ]] ||
     die "$bin_dir/{supervisor,init} missing: cargo build --release -p supervisor -p init"
+[[ -z $before ]] || [[ -x $before && -x $BEFORE_BIN_DIR/init ]] ||
+    die "$BEFORE_BIN_DIR/{supervisor,init} missing"
 for tool in crun runc unshare jq /bin/busybox; do
     command -v "$tool" >/dev/null || die "$tool is not installed"
 done
@@ -97,6 +102,7 @@ for root in $cgroup_roots; do join_procs+=("$root/$tag-join/ctr/cgroup.procs"); 
 # hierarchy's controller list. The whole measurement runs there (see below).
 
 row_supervisor() { "$supervisor" run -c "$work/services.yaml" bench >/dev/null; }
+row_before() { "$before" run -c "$work/services.yaml" bench >/dev/null; }
 row_runc() { runc --root "$work/runc-state" run -b "$work/runc-bundle" "$tag" >/dev/null; }
 row_crun() { crun --root "$work/crun-state" run -b "$work/crun-bundle" "$tag" >/dev/null; }
 row_unshare() { unshare --fork --pid --mount --uts --ipc --net chroot "$rootfs" /bin/true; }
@@ -118,10 +124,12 @@ row_join() {
 }
 
 rows=(unshare join supervisor crun runc)
+[[ -z $before ]] || rows=(unshare join before supervisor crun runc)
 declare -A label=(
     [unshare]="unshare+chroot (baseline)"
     [join]="baseline + cgroup join"
     [supervisor]="supervisor run"
+    [before]="supervisor run (before)"
     [crun]="crun run"
     [runc]="runc run"
 )
@@ -141,8 +149,8 @@ measure() { # idle_seconds outfile
     done
 }
 
-export -f measure row_supervisor row_runc row_crun row_unshare row_join
-export supervisor work tag memory rootfs runs cpuset_cpus cpuset_mems
+export -f measure row_supervisor row_before row_runc row_crun row_unshare row_join
+export supervisor before work tag memory rootfs runs cpuset_cpus cpuset_mems
 export rows_list="${rows[*]}"
 : >"$work/warm.txt"
 : >"$work/cold.txt"

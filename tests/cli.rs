@@ -88,6 +88,10 @@ const COMMANDS: &[&[&str]] = &[
     &["thaw"],
     &["reload"],
     &["shutdown"],
+    &["boot"],
+    &["poweroff"],
+    &["reboot"],
+    &["halt"],
     &["check"],
     &["run"],
     &["export"],
@@ -103,7 +107,7 @@ const COMMANDS: &[&[&str]] = &[
 fn help_describes_every_argument_and_offers_state_dir_only_where_it_applies() {
     let uses_a_daemon = [
         "daemon", "start", "stop", "restart", "status", "logs", "exec", "inspect", "stats",
-        "freeze", "thaw", "reload", "shutdown",
+        "freeze", "thaw", "reload", "shutdown", "poweroff", "reboot", "halt",
     ];
     for command in COMMANDS {
         let args: Vec<&str> = command.iter().copied().chain(["--help"]).collect();

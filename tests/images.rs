@@ -817,7 +817,7 @@ fn import_force_swaps_an_image_atomically_unless_in_use() {
 
 /// Runs `script` with busybox sh inside the root filesystem `spec` describes,
 /// set up by the `setup_rootfs` example in new mount and pid namespaces.
-fn run_in_rootfs(tmp: &Path, spec: &images::RootfsSpec, script: &str) -> Output {
+fn run_in_rootfs(tmp: &Path, spec: &rootfs::RootfsSpec, script: &str) -> Output {
     let spec_path = tmp.join(format!(
         "spec-{}.json",
         integration_tests::unique_name("rootfs")
@@ -852,8 +852,8 @@ fn assert_ok(out: &Output) -> String {
     stdout
 }
 
-fn spec(image: &Path, layer: Option<PathBuf>, readonly: bool) -> images::RootfsSpec {
-    images::RootfsSpec {
+fn spec(image: &Path, layer: Option<PathBuf>, readonly: bool) -> rootfs::RootfsSpec {
+    rootfs::RootfsSpec {
         rootfs: Some(image.to_path_buf()),
         writable_layer: layer,
         readonly,
@@ -884,17 +884,17 @@ fn rootfs_has_proc_dev_sys_tmp_and_bind_mounts() {
     fs::write(&single, "one file").unwrap();
     let mut spec = spec(&image, Some(tmp.path().join("layer")), false);
     spec.mounts = vec![
-        images::BindMount {
+        rootfs::BindMount {
             source: rw.clone(),
             target: "/data/rw".into(),
             readonly: false,
         },
-        images::BindMount {
+        rootfs::BindMount {
             source: ro.clone(),
             target: "/data/ro".into(),
             readonly: true,
         },
-        images::BindMount {
+        rootfs::BindMount {
             source: single,
             target: "/etc/single.conf".into(),
             readonly: true,
@@ -1010,7 +1010,7 @@ fn a_symlink_in_the_image_cannot_redirect_a_mountpoint_to_the_host() {
     let layer = tmp.path().join("layer");
     let with_mount = |layer: Option<PathBuf>| {
         let mut spec = spec(&image, layer, false);
-        spec.mounts = vec![images::BindMount {
+        spec.mounts = vec![rootfs::BindMount {
             source: source.clone(),
             target: "/data/mnt".into(),
             readonly: false,
@@ -1049,7 +1049,7 @@ fn a_symlink_in_the_image_cannot_redirect_a_mountpoint_to_the_host() {
 }
 
 /// Runs `spec` expecting setup to fail with `message`.
-fn assert_setup_fails(tmp: &Path, spec: &images::RootfsSpec, message: &str) {
+fn assert_setup_fails(tmp: &Path, spec: &rootfs::RootfsSpec, message: &str) {
     let out = run_in_rootfs(tmp, spec, "echo UNEXPECTED");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
@@ -1071,7 +1071,7 @@ fn without_a_writable_layer_missing_mountpoints_are_refused_not_created() {
     // target nor a standard mountpoint is made in it.
     for readonly in [true, false] {
         let mut with_mount = spec(&image, None, readonly);
-        with_mount.mounts = vec![images::BindMount {
+        with_mount.mounts = vec![rootfs::BindMount {
             source: source.clone(),
             target: "/data/sub".into(),
             readonly: false,
@@ -1096,7 +1096,7 @@ fn without_a_writable_layer_missing_mountpoints_are_refused_not_created() {
     let on_host = PathBuf::from("/").join(integration_tests::unique_name("rv-created-by-mount"));
     let mut host = spec(&image, None, false);
     host.rootfs = None;
-    host.mounts = vec![images::BindMount {
+    host.mounts = vec![rootfs::BindMount {
         source,
         target: on_host.join("sub"),
         readonly: false,
@@ -1119,7 +1119,7 @@ fn setup_errors_name_the_step_and_path() {
     let image = tmp.path().join("image");
     busybox_rootfs(&image);
     let mut spec = spec(&image, None, false);
-    spec.mounts = vec![images::BindMount {
+    spec.mounts = vec![rootfs::BindMount {
         source: tmp.path().join("no-such-source"),
         target: "/data".into(),
         readonly: false,

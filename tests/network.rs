@@ -615,12 +615,23 @@ fn a_new_daemon_cleans_up_after_a_crashed_one() {
     assert!(left.contains("table inet supervisor-"), "{left}");
     fs::remove_file(f.state.join("control.sock")).ok();
     f.start_daemon();
-    let inventory = f.netns.inventory();
-    let bridges = inventory
-        .lines()
-        .filter(|l| l.contains(": sv") && l.contains("mtu"))
-        .count();
-    // Three bridges again and one veth per service, nothing more.
+    // The services that died while no daemon ran are restarted by their
+    // policy (after its delay): three bridges again and one veth per
+    // service, nothing more.
+    let links = || {
+        let inventory = f.netns.inventory();
+        let count = inventory
+            .lines()
+            .filter(|l| l.contains(": sv") && l.contains("mtu"))
+            .count();
+        (count, inventory)
+    };
+    let deadline = Instant::now() + WAIT;
+    let (mut bridges, mut inventory) = links();
+    while bridges < 3 + 4 && Instant::now() < deadline {
+        sleep(Duration::from_millis(100));
+        (bridges, inventory) = links();
+    }
     assert_eq!(bridges, 3 + 4, "{inventory}");
     assert_eq!(eventually(|| f.fetch_in("client", "http://web:80/")), PAGE);
     f.shutdown();

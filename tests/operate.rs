@@ -254,7 +254,11 @@ fn exec_runs_in_the_services_namespaces_root_cgroup_and_security() {
     f.start_daemon();
     let pid = f.pid("web").to_string();
     let cmdline = f.exec_ok("web", &["cat", "/proc/1/cmdline"]);
-    assert!(cmdline.starts_with("init\0--\0sh"), "pid 1: {cmdline:?}");
+    // The descriptors it holds for a daemon that adopts the service, then the command.
+    assert!(
+        cmdline.starts_with("init\0--hold-fd=7\0--status-fd=8\0--\0sh"),
+        "pid 1: {cmdline:?}"
+    );
     assert_eq!(f.exec_ok("web", &["cat", MARKER]), "image\n");
     assert_eq!(f.exec_ok("web", &["hostname"]), "webhost\n");
     assert_eq!(f.exec_ok("web", &["sh", "-c", "echo $GREETING"]), "hello\n");

@@ -30,7 +30,7 @@ test_binary() {
 # attack is tried on all three layouts). (The network tests run in network
 # namespaces of their own; the VM's kernel loads veth, bridge and nf_tables
 # modules on demand.)
-layout_tests=(cgroups run supervisor escape network systemd export operate)
+layout_tests=(cgroups run supervisor escape network systemd export operate adopt health readiness events)
 
 # Pure v1: only where this host has v1 controllers (hybrid or v1).
 if ! grep -q ' - cgroup cgroup ' /proc/self/mountinfo; then

@@ -492,3 +492,48 @@ fn relative_parent_needs_a_cgroup_of_its_own_on_pure_v2() {
         "groups left behind"
     );
 }
+
+#[test]
+fn daemon_pings_the_watchdog_of_its_unit() {
+    let dir = tempfile::Builder::new()
+        .prefix("systemd-test")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let state = dir.path().join("state");
+    let config = dir.path().join("services.yaml");
+    fs::write(
+        &config,
+        format!(
+            "state_dir: {}\ncgroup_parent: {}\nservices: {{}}\n",
+            state.display(),
+            unique_name("systemd-test")
+        ),
+    )
+    .unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(WAIT)).unwrap();
+    let log_path = dir.path().join("daemon.stderr");
+    // WatchdogSec=200ms, as systemd passes it: WATCHDOG=1 every 100 ms or so.
+    let child = Command::new(bin("supervisor"))
+        .args(["daemon", "-c", config.to_str().unwrap()])
+        .env_remove("SUPERVISOR_STATE_DIR")
+        .env_remove("WATCHDOG_PID")
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "200000")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut daemon = Daemon(child);
+    let mut pings = 0;
+    while pings < 3 {
+        let message = notification(&socket, &log_path);
+        if message == "WATCHDOG=1" {
+            pings += 1;
+        }
+    }
+    kill(Pid::from_raw(daemon.0.id() as i32), Signal::SIGTERM).unwrap();
+    assert_eq!(wait_child(&mut daemon.0).code(), Some(0));
+}

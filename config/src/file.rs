@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::dependencies;
+use crate::depends;
 use crate::diagnostic::{Mark, Report};
 use crate::names;
 use crate::network;
@@ -22,6 +23,7 @@ pub const KEYS: &[&str] = &[
     "control_group",
     "userns_pool",
     "networks",
+    "system",
     "services",
 ];
 
@@ -38,6 +40,7 @@ pub fn read(report: &mut Report, root: Option<&Node>, path: PathBuf) -> Config {
         userns_pool: DEFAULT_USERNS_POOL,
         services: Vec::new(),
         networks: Vec::new(),
+        system: crate::System::default(),
     };
     let empty = "the file is empty: expected a mapping with a `services` key";
     let Some(root) = root else {
@@ -92,6 +95,9 @@ pub fn read(report: &mut Report, root: Option<&Node>, path: PathBuf) -> Config {
     if let Some(node) = fields.node("networks") {
         config.networks = network::networks(report, node);
     }
+    if let Some(node) = fields.node("system") {
+        config.system = crate::system::read(report, node);
+    }
     let Some(entry) = fields.get("services") else {
         report.error(root.mark, "missing key `services`");
         return config;
@@ -117,6 +123,7 @@ pub fn read(report: &mut Report, root: Option<&Node>, path: PathBuf) -> Config {
         })
         .collect();
     dependencies::check(report, &services);
+    depends::check_conditions(report, &services);
     network::check(report, &config.networks, &services);
     config.services = services.into_iter().map(|read| read.service).collect();
     let pool_used = pool_node.is_some() || config.services.iter().any(|s| s.namespaces.user);

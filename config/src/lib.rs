@@ -7,9 +7,11 @@
 
 mod capabilities;
 mod dependencies;
+mod depends;
 mod devices;
 mod diagnostic;
 mod file;
+mod healthcheck;
 mod names;
 mod network;
 mod paths;
@@ -17,6 +19,7 @@ mod read;
 mod security;
 mod service;
 mod suggest;
+mod system;
 mod tree;
 pub mod types;
 mod units;
@@ -26,10 +29,16 @@ use std::path::{Path, PathBuf};
 
 pub use capabilities::{Capabilities, CAPABILITY_NAMES};
 pub use diagnostic::{Diagnostic, Errors};
+pub use healthcheck::{Healthcheck, OnUnhealthy};
 pub use names::is_image_name;
 pub use network::{link_prefix, routes, stable_hash, DEFAULT_RANGE};
 pub use suggest::did_you_mean;
+pub use system::{
+    System, SystemMount, Watchdog, DEFAULT_WATCHDOG_DEVICE, DEFAULT_WATCHDOG_TIMEOUT,
+};
 pub use types::*;
+/// `100ms`, `1.5s`, `10s`, `2m`, `1h`, as the file's durations (for the CLI's).
+pub use units::duration as parse_duration;
 pub use units::MAX_DURATION;
 
 use diagnostic::{Mark, Report};

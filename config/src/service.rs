@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::capabilities::Capabilities;
+use crate::depends;
 use crate::devices;
 use crate::diagnostic::{Mark, Report};
 use crate::names;
@@ -45,6 +46,11 @@ pub const KEYS: &[&str] = &[
     "networks",
     "ports",
     "dns",
+    "healthcheck",
+    "ready",
+    "watchdog",
+    "ready_timeout",
+    "log_console",
 ];
 const RESTART_LIMIT_KEYS: &[&str] = &["count", "window"];
 const MOUNT_KEYS: &[&str] = &["source", "target", "readonly"];
@@ -128,7 +134,13 @@ pub fn read(report: &mut Report, dir: &Path, name: &str, name_mark: Mark, node: 
         service.restart_limit = restart_limit(report, node);
     }
     if let Some(node) = fields.node("depends_on") {
-        (service.depends_on, read.dependency_marks) = depends_on(report, node);
+        (service.depends_on, read.dependency_marks) = match depends::long_form(report, node) {
+            Some((names, marks, conditions)) => {
+                service.dependency_conditions = conditions;
+                (names, marks)
+            }
+            None => depends_on(report, node),
+        };
     }
     if let Some(autostart) = fields.read(report, "autostart", boolean) {
         service.autostart = autostart;
@@ -168,6 +180,13 @@ pub fn read(report: &mut Report, dir: &Path, name: &str, name_mark: Mark, node: 
     if let Some(dns) = fields.read(report, "dns", network::dns) {
         service.dns = dns;
     }
+    if let Some(node) = fields.node("healthcheck") {
+        service.healthcheck = crate::healthcheck::read(report, node, service.restart);
+    }
+    depends::readiness(report, &fields, service);
+    if let Some(log_console) = fields.read(report, "log_console", boolean) {
+        service.log_console = log_console;
+    }
     check_restart_delays(report, &fields, service);
     check_networking(report, &fields, service);
     check_namespaces(report, &fields, service);
@@ -204,6 +223,12 @@ fn defaults(name: &str) -> Service {
         networks: Vec::new(),
         ports: Vec::new(),
         dns: Vec::new(),
+        healthcheck: None,
+        ready: Ready::default(),
+        watchdog: None,
+        ready_timeout: DEFAULT_READY_TIMEOUT,
+        dependency_conditions: BTreeMap::new(),
+        log_console: false,
     }
 }
 

@@ -55,6 +55,8 @@ pub struct Config {
     pub services: Vec<Service>,
     /// `networks:`, in the order of the file.
     pub networks: Vec<Network>,
+    /// `system:`: what `supervisor boot` sets up (PID 1 of the machine).
+    pub system: crate::System,
 }
 
 /// `userns_pool: {start, size}`: host ids `start..start + size`, a whole
@@ -138,6 +140,68 @@ pub struct Service {
     pub ports: Vec<Port>,
     /// Name servers for its `/etc/resolv.conf`; empty: the host's.
     pub dns: Vec<IpAddr>,
+    /// Its output also goes to the console (`/dev/console`), as well as to its log.
+    pub log_console: bool,
+    /// `healthcheck:`; None: none (or disabled).
+    pub healthcheck: Option<crate::Healthcheck>,
+    /// `ready: notify`: ready once it sends READY=1 on its `NOTIFY_SOCKET`.
+    pub ready: Ready,
+    /// `watchdog`: with `ready: notify`, restarted when no WATCHDOG=1 comes
+    /// within this interval.
+    pub watchdog: Option<Duration>,
+    /// `ready_timeout`: with `ready: notify`, killed (a failed start) when no
+    /// READY=1 comes within this time of its start.
+    pub ready_timeout: Duration,
+    /// The conditions of `depends_on`'s long form; a dependency not in here
+    /// (the list form) is `service_started`.
+    pub dependency_conditions: BTreeMap<String, Condition>,
+}
+
+impl Service {
+    /// What `depends_on` waits for of dependency `name`.
+    pub fn condition(&self, name: &str) -> Condition {
+        self.dependency_conditions
+            .get(name)
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+/// Default bound on a `ready: notify` service sending READY=1.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// When a service counts as ready (`ready:`; absent: once it runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ready {
+    /// Ready once its init runs.
+    #[default]
+    Started,
+    /// Ready once it sends READY=1 (systemd's sd_notify protocol).
+    Notify,
+}
+
+/// `depends_on: {NAME: {condition: ...}}` (Compose's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    /// The dependency runs.
+    #[default]
+    ServiceStarted,
+    /// The dependency is ready.
+    ServiceHealthy,
+    /// The dependency ran to completion with status 0.
+    ServiceCompletedSuccessfully,
+}
+
+impl Condition {
+    pub fn name(self) -> &'static str {
+        match self {
+            Condition::ServiceStarted => "service_started",
+            Condition::ServiceHealthy => "service_healthy",
+            Condition::ServiceCompletedSuccessfully => "service_completed_successfully",
+        }
+    }
 }
 
 /// `seccomp: default | unconfined | PATH`.

@@ -1154,3 +1154,156 @@ fn restart_limit_has_a_count_and_a_window() {
         ),
     ]);
 }
+
+#[test]
+fn readiness_keys_default_and_read() {
+    let plain = service(&web(""));
+    assert_eq!(plain.ready, Ready::Started);
+    assert_eq!(plain.watchdog, None);
+    assert_eq!(plain.ready_timeout, DEFAULT_READY_TIMEOUT);
+    let notify = service(&web(
+        "    ready: notify\n    watchdog: 10s\n    ready_timeout: 2m\n",
+    ));
+    assert_eq!(notify.ready, Ready::Notify);
+    assert_eq!(notify.watchdog, Some(Duration::from_secs(10)));
+    assert_eq!(notify.ready_timeout, Duration::from_secs(120));
+}
+
+#[test]
+fn readiness_keys_are_checked() {
+    assert_eq!(
+        problem(&web("    ready: started\n")),
+        "4:12: ready: `started` is not notify (without `ready`, a service is ready once it runs)"
+    );
+    assert_eq!(
+        problem(&web("    watchdog: 10s\n")),
+        "4:5: watchdog: needs `ready: notify`"
+    );
+    assert_eq!(
+        problem(&web("    ready_timeout: 10s\n")),
+        "4:5: ready_timeout: needs `ready: notify`"
+    );
+    assert_eq!(
+        problem(&web("    ready: notify\n    watchdog: 0s\n")),
+        "5:15: watchdog: must be longer than 0"
+    );
+    assert_eq!(
+        problem(&web("    ready: notify\n    watchdog: soon\n")),
+        "5:15: watchdog: malformed duration `soon`: use a number with ms, s, m or h, e.g. 100ms, 1.5s, 2m"
+    );
+}
+
+#[test]
+fn depends_on_long_form_has_conditions() {
+    let yaml = "services:\n  web:\n    command: x\n    depends_on:\n      db: {condition: service_healthy}\n      prep:\n        condition: service_completed_successfully\n      log:\n  db: {command: x}\n  prep: {command: x}\n  log: {command: x}\n";
+    let config = parse(yaml).unwrap_or_else(|e| panic!("{e}"));
+    let web = &config.services[0];
+    assert_eq!(web.depends_on, ["db", "prep", "log"]);
+    assert_eq!(web.condition("db"), Condition::ServiceHealthy);
+    assert_eq!(
+        web.condition("prep"),
+        Condition::ServiceCompletedSuccessfully
+    );
+    assert_eq!(web.condition("log"), Condition::ServiceStarted);
+    // The list form means service_started.
+    let list = service("services:\n  web: {command: x, depends_on: [db]}\n  db: {command: x}\n");
+    assert_eq!(list.condition("db"), Condition::ServiceStarted);
+    let order: Vec<&str> = config
+        .start_order()
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(order, ["db", "prep", "log", "web"]);
+}
+
+#[test]
+fn depends_on_long_form_is_checked() {
+    let yaml = "services:\n  web:\n    command: x\n    depends_on:\n      db: {condition: service_ready}\n  db: {command: x}\n";
+    assert_eq!(
+        problem(yaml),
+        "5:23: condition: `service_ready` is not one of service_started, service_healthy, service_completed_successfully, did you mean service_healthy?"
+    );
+    let yaml = "services:\n  web:\n    command: x\n    depends_on:\n      db: {conditon: service_healthy}\n  db: {command: x}\n";
+    assert!(problem(yaml).starts_with("5:12: "), "{}", problem(yaml));
+    let yaml = "services:\n  web:\n    command: x\n    depends_on:\n      dbb: {condition: service_healthy}\n  db: {command: x}\n";
+    assert_eq!(
+        problem(yaml),
+        "5:7: depends_on: unknown service `dbb`, did you mean db?"
+    );
+    let yaml = "services:\n  web:\n    command: x\n    depends_on:\n      db: {condition: service_completed_successfully}\n  db: {command: x, restart: always}\n";
+    assert_eq!(
+        problem(yaml),
+        "5:7: depends_on db: service_completed_successfully waits for db to exit, but it has `restart: always`"
+    );
+    let yaml = "services:\n  web:\n    command: x\n    depends_on:\n      web: {condition: service_healthy}\n";
+    assert_eq!(
+        problem(yaml),
+        "5:7: depends_on: service web depends on itself"
+    );
+}
+
+#[test]
+fn system_section_is_read() {
+    let config = parse(
+        "system:\n  hostname: box\n  modules: [/lib/modules/overlay.ko]\n  mounts:\n    - {source: tmpfs, target: /data, type: tmpfs, options: \"defaults,size=1m\"}\n  sysctls:\n    net.ipv4.ip_forward: 1\n  watchdog: {device: /dev/watchdog0, timeout: 10s}\nservices:\n  web:\n    command: [/bin/true]\n    log_console: true\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let system = &config.system;
+    assert_eq!(system.hostname.as_deref(), Some("box"));
+    assert_eq!(system.modules, [PathBuf::from("/lib/modules/overlay.ko")]);
+    assert_eq!(
+        system.mounts,
+        [SystemMount {
+            source: "tmpfs".into(),
+            target: "/data".into(),
+            fstype: "tmpfs".into(),
+            options: "size=1m".into(),
+        }]
+    );
+    assert_eq!(system.sysctls["net.ipv4.ip_forward"], "1");
+    let watchdog = system.watchdog.as_ref().expect("a watchdog");
+    assert_eq!(watchdog.device, PathBuf::from("/dev/watchdog0"));
+    assert_eq!(watchdog.timeout, Duration::from_secs(10));
+    assert!(config.services[0].log_console);
+}
+
+#[test]
+fn system_defaults_are_empty() {
+    let config = parse("services:\n  web:\n    command: [/bin/true]\n").unwrap();
+    assert_eq!(config.system, System::default());
+    assert!(!config.services[0].log_console);
+    let config = parse("system:\n  watchdog: {}\nservices: {}\n").unwrap();
+    let watchdog = config.system.watchdog.expect("a watchdog");
+    assert_eq!(watchdog.device, PathBuf::from(DEFAULT_WATCHDOG_DEVICE));
+    assert_eq!(watchdog.timeout, DEFAULT_WATCHDOG_TIMEOUT);
+}
+
+#[test]
+fn system_errors_have_positions() {
+    assert_eq!(
+        problem("system:\n  hostnme: box\nservices: {}\n"),
+        "2:3: unknown key `hostnme`, did you mean hostname?"
+    );
+    assert_eq!(
+        problem(
+            "system:\n  mounts:\n    - {source: proc, target: proc, type: proc}\nservices: {}\n"
+        ),
+        "3:30: target: `proc` must be an absolute path"
+    );
+    assert_eq!(
+        problem("system:\n  mounts:\n    - {source: x, target: /x}\nservices: {}\n"),
+        "3:7: mounts: missing `type`"
+    );
+    assert_eq!(
+        problem("system:\n  sysctls:\n    ../etc/passwd: 1\nservices: {}\n"),
+        "3:5: sysctls: invalid name `../etc/passwd`: dotted words such as net.ipv4.ip_forward"
+    );
+    assert_eq!(
+        problem("system:\n  watchdog: {timeout: 1500ms}\nservices: {}\n"),
+        "2:23: timeout: whole seconds from 2s to 1h (the kernel counts in seconds)"
+    );
+    assert_eq!(
+        problem(&web("    log_console: yes\n")),
+        "4:18: log_console: expected true or false, found `yes`"
+    );
+}

@@ -116,7 +116,7 @@ fn applets(busybox: &Path) -> Result<Vec<PathBuf>, Error> {
         .map(PathBuf::from)
         // Top-level entries (`linuxrc`) are boot-time leftovers, not commands.
         .filter(|p| p.components().count() > 1 && p != Path::new("bin/busybox"))
-        .filter(|p| crate::fsroot::normalize(p).is_ok_and(|n| n == *p))
+        .filter(|p| crate::archive_path::normalize(p).is_ok_and(|n| n == *p))
         .collect())
 }
 

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::archive_path::normalize;
 use crate::compress;
-use crate::fsroot::normalize;
 use crate::progress::{Counter, ProgressFn};
 use crate::unpack::{self, Kind};
 use crate::writer::Writer;

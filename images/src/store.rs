@@ -13,10 +13,10 @@ use std::time::SystemTime;
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
+use rootfs::Root;
 use serde::{Deserialize, Serialize};
 
 use crate::copy::Copy;
-use crate::fsroot::Root;
 use crate::progress::{Counter, ProgressFn};
 use crate::unpack::{self, Kind};
 use crate::writer::Writer;

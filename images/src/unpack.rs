@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use tar::EntryType;
 
-use crate::fsroot::normalize;
+use crate::archive_path::normalize;
 use crate::writer::{Meta, Writer};
 use crate::Error;
 

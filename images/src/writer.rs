@@ -18,9 +18,9 @@ use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{fstatat, mknodat, utimensat, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
+use rootfs::Root;
 use xattr::FileExt;
 
-use crate::fsroot::Root;
 use crate::sys;
 use crate::Error;
 

@@ -12,6 +12,8 @@
 
 extern crate alloc;
 
+use alloc::format;
+
 #[macro_use]
 mod logger;
 mod cleanup;
@@ -63,6 +65,12 @@ fn run(args: &sys::Args, options: &Options) -> i32 {
             return fail(format_args!("setting the parent-death signal: {e}"));
         }
     }
+    // Held for the supervisor, never for the command.
+    for &fd in options.held_fds.iter().chain(options.status_fd.iter()) {
+        if let Err(e) = sys::set_cloexec(fd) {
+            return fail(format_args!("fd {fd}: {e}"));
+        }
+    }
     let pid1 = sys::getpid() == 1;
     if !pid1 {
         match sys::set_child_subreaper() {
@@ -88,11 +96,16 @@ fn run(args: &sys::Args, options: &Options) -> i32 {
     let code = supervise::supervise(&signals, &child, pid1);
     debug!("main child exited with {code}");
     cleanup::terminate_rest(&signals, options.grace, pid1);
-    if options.expected_exits.contains(&code) {
+    let code = if options.expected_exits.contains(&code) {
         0
     } else {
         code
+    };
+    if let Some(fd) = options.status_fd {
+        // Read by a supervisor that is not init's parent (it adopted the service).
+        sys::write_all(fd, format!("{code}\n").as_bytes());
     }
+    code
 }
 
 fn fail(message: core::fmt::Arguments) -> i32 {

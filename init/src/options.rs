@@ -25,6 +25,9 @@ Options:
   -p, --parent-death-signal SIG  signal init receives when its parent dies
       --grace DURATION           time the leftovers get between SIGTERM and SIGKILL
                                  (default 5s; units ms, s, m; plain number = seconds)
+      --hold-fd FD               keep FD open, unused, for init's lifetime (not
+                                 passed to COMMAND; repeatable)
+      --status-fd FD             write init's exit code there (decimal) before exiting
   -h, --help                     print this help
   -V, --version                  print the version
 
@@ -49,6 +52,10 @@ pub struct Options {
     pub expected_exits: Vec<i32>,
     pub parent_death_signal: Option<i32>,
     pub grace: Duration,
+    /// Held open (close-on-exec) for a supervisor to take back (pidfd_getfd).
+    pub held_fds: Vec<i32>,
+    /// Where the exit code is written before exiting.
+    pub status_fd: Option<i32>,
 }
 
 /// A bad command line; init exits with 2 after printing it.
@@ -69,6 +76,8 @@ pub fn parse(args: &[&[u8]]) -> Result<Request, UsageError> {
         expected_exits: vec![],
         parent_death_signal: None,
         grace: Duration::from_secs(5),
+        held_fds: vec![],
+        status_fd: None,
     };
     let mut next = 1;
     while let Some(&arg) = args.get(next) {
@@ -117,6 +126,17 @@ pub fn parse(args: &[&[u8]]) -> Result<Request, UsageError> {
                 options.grace = parse_duration(text).ok_or_else(|| {
                     UsageError(format!("invalid duration {text:?} (e.g. 500ms, 2s)"))
                 })?;
+            }
+            b"--hold-fd" | b"--status-fd" => {
+                let text = value("a file descriptor")?;
+                let fd: u16 = text
+                    .parse()
+                    .map_err(|_| UsageError(format!("invalid file descriptor {text:?}")))?;
+                if name == b"--hold-fd" {
+                    options.held_fds.push(fd.into());
+                } else {
+                    options.status_fd = Some(fd.into());
+                }
             }
             _ => return Err(UsageError(format!("unknown option {}", Quoted(arg)))),
         }
@@ -205,6 +225,17 @@ mod tests {
         assert_eq!(o.parent_death_signal, Some(libc::SIGKILL));
         assert_eq!(o.grace, Duration::from_secs(2));
         assert!(options(&["init", "--process-group", "x"]).process_group);
+        let o = options(&[
+            "init",
+            "--hold-fd",
+            "7",
+            "--hold-fd=9",
+            "--status-fd",
+            "8",
+            "x",
+        ]);
+        assert_eq!(o.held_fds, [7, 9]);
+        assert_eq!(o.status_fd, Some(8));
     }
 
     #[test]
@@ -219,6 +250,8 @@ mod tests {
             &["init", "-e", "256", "sh"],
             &["init", "-p", "NOPE", "sh"],
             &["init", "--grace", "5h", "sh"],
+            &["init", "--hold-fd", "x", "sh"],
+            &["init", "--status-fd", "-1", "sh"],
         ] {
             assert!(run(args).is_err(), "{args:?}");
         }

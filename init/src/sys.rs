@@ -295,6 +295,12 @@ pub fn kill(pid: i32, signal: i32) -> Result<()> {
     check(unsafe { libc::kill(pid, signal) }).map(drop)
 }
 
+/// Marks `fd` close-on-exec (failing if it is not open).
+pub fn set_cloexec(fd: c_int) -> Result<()> {
+    // SAFETY: F_SETFD takes an integer flag and no pointers.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) }).map(drop)
+}
+
 /// The signal init itself receives when its parent dies.
 pub fn set_parent_death_signal(signal: i32) -> Result<()> {
     // SAFETY: PR_SET_PDEATHSIG takes a signal number and no pointers.

@@ -106,6 +106,19 @@ pub enum Command {
         #[command(flatten)]
         config: OptConfigArg,
     },
+    /// Print services' lifecycle events as they happen (started, exited, restarting,
+    /// frozen, stopped, ...), one a line, until Ctrl-C or the daemon's exit.
+    Events {
+        /// Print one JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// First print the past events of this long ago up to now (e.g. 30s, 10m,
+        /// 1h; the daemon keeps the last 1000).
+        #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
+        since: Option<std::time::Duration>,
+        #[command(flatten)]
+        config: OptConfigArg,
+    },
     /// Freeze every process of services (cgroup freezer).
     Freeze(Names),
     /// Thaw frozen services.
@@ -114,6 +127,19 @@ pub enum Command {
     Reload(OptConfigArg),
     /// Stop all services and the daemon.
     Shutdown(OptConfigArg),
+    /// Exec the daemon's binary from disk again (after an upgrade), keeping every service running.
+    Reexec(OptConfigArg),
+    /// Boot the machine as its PID 1 (what the kernel runs as init; also the
+    /// default when started as PID 1 without a subcommand): mounts, hostname,
+    /// sysctls, watchdog, then the daemon on /etc/supervisor/services.yaml
+    /// (or `supervisor.config=PATH` on the kernel command line).
+    Boot,
+    /// Stop every service, then power the machine off (only when the daemon is PID 1).
+    Poweroff(OptConfigArg),
+    /// Stop every service, then reboot the machine (only when the daemon is PID 1).
+    Reboot(OptConfigArg),
+    /// Stop every service, then halt the machine (only when the daemon is PID 1).
+    Halt(OptConfigArg),
     /// Validate a service list and print its errors.
     Check(ConfigArg),
     /// Run one service of the file in the foreground, without a daemon.
@@ -174,6 +200,9 @@ pub struct DaemonArgs {
     /// Directory of the control socket, logs and runtime state (instead of the file's state_dir).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Internal (`reexec`): the listener and client descriptors the previous image handed over.
+    #[arg(long = "reexec-fds", hide = true, value_name = "FDS")]
+    pub reexec_fds: Option<String>,
 }
 
 /// How a client command finds the daemon: only these commands take

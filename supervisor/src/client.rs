@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail, Context};
 
 use crate::cli::{Command, OptConfigArg};
 use crate::logs;
-use crate::protocol::{self, Request, Response, ServiceStatus, State};
+use crate::protocol::{self, PowerAction, Request, Response, ServiceStatus, State};
 
 pub fn run(cmd: Command, state_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -33,6 +33,10 @@ pub fn run(cmd: Command, state_dir: Option<PathBuf>) -> anyhow::Result<ExitCode>
         Command::Thaw(args) => done(&args.config, state_dir, Request::Thaw { names: args.names }),
         Command::Reload(config) => reload(config, state_dir),
         Command::Shutdown(config) => done(&config, state_dir, Request::Shutdown),
+        Command::Reexec(config) => done(&config, state_dir, Request::Reexec),
+        Command::Poweroff(config) => power(&config, state_dir, PowerAction::Poweroff),
+        Command::Reboot(config) => power(&config, state_dir, PowerAction::Reboot),
+        Command::Halt(config) => power(&config, state_dir, PowerAction::Halt),
         Command::Status {
             names,
             json,
@@ -102,6 +106,14 @@ pub fn run(cmd: Command, state_dir: Option<PathBuf>) -> anyhow::Result<ExitCode>
         } => {
             let dir = resolve_state_dir(state_dir, &config)?;
             crate::stats::run(&dir, &names, no_stream, json)
+        }
+        Command::Events {
+            json,
+            since,
+            config,
+        } => {
+            let dir = resolve_state_dir(state_dir, &config)?;
+            crate::events_cmd::run(&dir, json, since)
         }
         other => bail!("{other:?} is not a client command"),
     }
@@ -212,6 +224,16 @@ fn done(
     }
 }
 
+/// `poweroff`, `reboot`, `halt`: the daemon (PID 1 of the machine only) answers
+/// once it has begun stopping the services; the machine goes down after.
+fn power(
+    config: &OptConfigArg,
+    state_dir: Option<PathBuf>,
+    action: PowerAction,
+) -> anyhow::Result<ExitCode> {
+    done(config, state_dir, Request::Power { action })
+}
+
 /// `reload`: names the file of `-c` (the daemon refuses another than its
 /// own), prints what the daemon did, fails when a service failed to start.
 fn reload(config: OptConfigArg, state_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -264,10 +286,10 @@ pub(crate) fn resolve_state_dir(
 pub(crate) const NO_DAEMON_HINT: &str =
     "for another daemon, give its -c FILE or --state-dir DIR (or SUPERVISOR_STATE_DIR)";
 
-/// Sends one request and reads the one answer; an error answer becomes Err.
-pub(crate) fn request(state_dir: &Path, req: &Request) -> anyhow::Result<Response> {
+/// A connection to the daemon's control socket, or why there is none.
+pub(crate) fn connect(state_dir: &Path) -> anyhow::Result<UnixStream> {
     let socket = protocol::socket_path(state_dir);
-    let mut stream = UnixStream::connect(&socket).map_err(|err| match err.kind() {
+    UnixStream::connect(&socket).map_err(|err| match err.kind() {
         io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => anyhow!(
             "no daemon running on {} (connect {}: {err}); {NO_DAEMON_HINT}",
             state_dir.display(),
@@ -277,7 +299,13 @@ pub(crate) fn request(state_dir: &Path, req: &Request) -> anyhow::Result<Respons
             anyhow!("permission denied on {} (connect: {err})", socket.display())
         }
         _ => anyhow!("connect {}: {err}", socket.display()),
-    })?;
+    })
+}
+
+/// Sends one request and reads the one answer; an error answer becomes Err.
+pub(crate) fn request(state_dir: &Path, req: &Request) -> anyhow::Result<Response> {
+    let socket = protocol::socket_path(state_dir);
+    let mut stream = connect(state_dir)?;
     // A caller the daemon refuses gets its answer at once, and the connection
     // closed, maybe before the request is sent: the answer is read all the same.
     let sent = stream.write_all(&protocol::encode(req));
@@ -339,10 +367,15 @@ fn status_table(services: &[ServiceStatus]) -> String {
     if networked {
         rows[0].insert(10, "ADDRESSES".to_string());
     }
+    // Likewise HEALTH, after STATE, when a listed run has a healthcheck.
+    let checked = services.iter().any(|s| s.health.is_some());
+    if checked {
+        rows[0].insert(2, "HEALTH".to_string());
+    }
     for s in services {
         let mut row = vec![
             s.name.clone(),
-            s.state.as_str().to_string(),
+            state_column(s),
             s.pid.map_or_else(dash, |p| p.to_string()),
             s.restarts.to_string(),
             // The last run's end is history while a run is up.
@@ -376,6 +409,9 @@ fn status_table(services: &[ServiceStatus]) -> String {
                 row[10] = dash();
             }
         }
+        if checked {
+            row.insert(2, s.health.map_or_else(dash, |h| h.as_str().to_string()));
+        }
         rows.push(row);
     }
     let columns = rows[0].len();
@@ -398,6 +434,15 @@ fn status_table(services: &[ServiceStatus]) -> String {
         text.push('\n');
     }
     text
+}
+
+/// `running (not ready)` for a service that runs but is not ready yet (a
+/// `ready: notify` service before READY=1); else the state.
+fn state_column(s: &ServiceStatus) -> String {
+    match s.state {
+        State::Running if !s.ready => "running (not ready)".to_string(),
+        state => state.as_str().to_string(),
+    }
 }
 
 /// `0`, `137 oom_killed`, `setup_failed`: the status and, unless it is a
@@ -446,6 +491,11 @@ mod tests {
             oom_kills: Some(0),
             error: None,
             addresses: Default::default(),
+            health: None,
+            health_failing_streak: 0,
+            health_log: Vec::new(),
+            ready: true,
+            status_text: None,
         };
         let table = status_table(&[row("web", Some(12345)), row("database", None)]);
         let lines: Vec<&str> = table.lines().collect();
@@ -455,6 +505,18 @@ mod tests {
         assert_eq!(lines[2].find("running"), Some(state_col));
         assert!(lines[1].contains("3.0MiB") && lines[1].contains("1.50s"));
         assert!(lines[1].contains(" 3s "), "{table}");
+        assert!(!lines[0].contains("HEALTH"));
+        let mut checked = row("web", Some(1));
+        checked.health = Some(crate::protocol::Health::Healthy);
+        let table = status_table(&[checked, row("db", Some(2))]);
+        let lines: Vec<&str> = table.lines().collect();
+        let health_col = lines[0].find("HEALTH").unwrap();
+        assert!(
+            lines[0][..health_col].trim_end().ends_with("STATE"),
+            "{table}"
+        );
+        assert_eq!(lines[1].find("healthy"), Some(health_col), "{table}");
+        assert_eq!(lines[2][health_col..].chars().next(), Some('-'), "{table}");
     }
 
     #[test]
@@ -477,6 +539,11 @@ mod tests {
             oom_kills: Some(1),
             error: None,
             addresses: Default::default(),
+            health: None,
+            health_failing_streak: 0,
+            health_log: Vec::new(),
+            ready: true,
+            status_text: None,
         };
         assert_eq!(exit_column(&s), "137 oom_killed");
         assert_eq!(stamp(s.last_exit_at.as_deref()), "2026-11-30T02:15:14Z");

@@ -36,8 +36,16 @@ pub struct Inspection {
     pub uid_map: Vec<[u64; 3]>,
     pub gid_map: Vec<[u64; 3]>,
     pub addresses: BTreeMap<String, String>,
-    /// Health checks come with the daemon's lifecycle work: always null for now.
-    pub health: Option<String>,
+    /// With a healthcheck: its state, as Docker's `State.Health`; else null.
+    pub health: Option<HealthReport>,
+}
+
+/// `status --json`'s `health`, `health_failing_streak` and `health_log` together.
+#[derive(Debug, Serialize)]
+pub struct HealthReport {
+    pub status: crate::protocol::Health,
+    pub failing_streak: u32,
+    pub log: Vec<crate::protocol::HealthCheck>,
 }
 
 #[derive(Debug, Serialize)]
@@ -140,7 +148,11 @@ pub fn inspect(state_dir: &Path, status: &ServiceStatus) -> anyhow::Result<Inspe
         uid_map: id_map(&read("uid_map")?),
         gid_map: id_map(&read("gid_map")?),
         addresses: status.addresses.clone(),
-        health: None,
+        health: status.health.map(|health| HealthReport {
+            status: health,
+            failing_streak: status.health_failing_streak,
+            log: status.health_log.clone(),
+        }),
     })
 }
 

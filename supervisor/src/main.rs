@@ -1,11 +1,13 @@
 //! `supervisor`: the daemon that runs an appliance's services, and the CLI that drives it.
 
+mod boot;
 mod check;
 mod cli;
 mod client;
 mod container;
 mod daemon;
 mod docs;
+mod events_cmd;
 mod export;
 mod host_cpus;
 mod human;
@@ -17,6 +19,7 @@ mod own_cgroup;
 mod protocol;
 mod sd_notify;
 mod stats;
+mod usage;
 
 use std::process::ExitCode;
 
@@ -28,7 +31,13 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::new().filter_or("SUPERVISOR_LOG", "info"))
         .format_timestamp_millis()
         .init();
-    let cli = Cli::parse();
+    if boot::wanted(&std::env::args_os().collect::<Vec<_>>()) {
+        boot::main();
+    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage::report(error),
+    };
     match dispatch(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -43,7 +52,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let state_dir = cli.state_dir;
     match cli.command {
         Command::Check(arg) => check::run(&arg.config),
-        Command::Daemon(arg) => daemon::run(&arg.config.config, arg.state_dir.or(state_dir)),
+        Command::Boot => boot::main(),
+        Command::Daemon(arg) => daemon::run(
+            &arg.config.config,
+            arg.state_dir.or(state_dir),
+            arg.reexec_fds.as_deref(),
+        ),
         Command::Run {
             config,
             tty,

@@ -7,6 +7,7 @@
 use std::io;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::time::Duration;
 
 const VARIABLE: &str = "NOTIFY_SOCKET";
 
@@ -64,6 +65,11 @@ impl Notifier {
         self.send("STOPPING=1\nSTATUS=stopping every service");
     }
 
+    /// The daemon's loop still turns (systemd's `WatchdogSec=`).
+    pub fn watchdog(&self) {
+        self.send("WATCHDOG=1");
+    }
+
     fn send(&self, message: &str) {
         // A failed notification must not stop the daemon: systemd times the unit
         // out by itself if READY=1 never arrives.
@@ -77,6 +83,26 @@ impl Notifier {
 pub fn ready(status: &str) {
     if let Some(notifier) = Notifier::from_env() {
         notifier.ready(status);
+    }
+}
+
+/// How often to send WATCHDOG=1 when systemd watches the daemon
+/// (`WatchdogSec=` sets `$WATCHDOG_USEC`, and `$WATCHDOG_PID` when it is meant
+/// for one process): half the interval, as sd_watchdog_enabled(3) advises.
+pub fn watchdog_period() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.parse::<u32>().ok() != Some(std::process::id()) {
+            return None;
+        }
+    }
+    (usec > 0).then(|| Duration::from_micros(usec) / 2)
+}
+
+/// Tells systemd the daemon's loop still turns.
+pub fn watchdog() {
+    if let Some(notifier) = Notifier::from_env() {
+        notifier.watchdog();
     }
 }
 

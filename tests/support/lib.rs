@@ -106,7 +106,7 @@ pub fn busybox_rootfs(dir: &std::path::Path) {
 }
 
 /// Path of an example program of the workspace (e.g. `setup_rootfs`, which
-/// runs `images::setup_rootfs`); panics with the command that builds it.
+/// runs `rootfs::setup_rootfs`); panics with the command that builds it.
 pub fn example(name: &str) -> PathBuf {
     build_binaries_once(true);
     let path = bin_dir().join("examples").join(name);

@@ -28,6 +28,10 @@ const SYNC_FD: RawFd = 5;
 /// With a user namespace: the mounts and sources of the root filesystem
 /// arrive here as descriptors (see `userns::hand_over`).
 const HANDOVER_FD: RawFd = 6;
+/// Held by init for the next daemon (see `request::Held`): the log pipe's
+/// read end, and the file init writes its exit code to.
+pub const HELD_LOG_FD: RawFd = 7;
+pub(super) const STATUS_FD: RawFd = 8;
 /// The byte that releases the child (on `SYNC_FD`, and on the id-map pipe).
 const RELEASE: u8 = b'1';
 
@@ -78,6 +82,7 @@ impl ChildEnds {
 pub(super) fn open(
     stdio: &Stdio,
     user_namespace: bool,
+    held: Option<super::request::Held>,
 ) -> Result<(ParentEnd, ChildEnds), SpawnError> {
     let pipe = || pipe2(OFlag::O_CLOEXEC).map_err(sys_error("create a pipe"));
     let high = |fd: &OwnedFd| sys::high_fd(fd.as_fd()).map_err(sys_error("duplicate a pipe fd"));
@@ -106,6 +111,21 @@ pub(super) fn open(
         fds.push(high(log)?);
         fds.push(high(log)?);
         targets.extend([0, 1, 2]);
+    }
+    if let Some(held) = held {
+        fds.push(high(
+            &held
+                .log_reader
+                .try_clone_to_owned()
+                .map_err(io_error("dup a pipe fd"))?,
+        )?);
+        fds.push(high(
+            &held
+                .status_file
+                .try_clone_to_owned()
+                .map_err(io_error("dup a file fd"))?,
+        )?);
+        targets.extend([HELD_LOG_FD, STATUS_FD]);
     }
     if let Stdio::Terminal(slave) = stdio {
         for target in [0, 1, 2] {

@@ -3,7 +3,7 @@
 
 use cgroups::{DeviceAccess, DeviceKind, DevicePolicy, DeviceRule};
 use config::Service;
-use images::DeviceNode;
+use rootfs::DeviceNode;
 
 use super::error::SpawnError;
 

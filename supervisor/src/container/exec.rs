@@ -68,6 +68,7 @@ pub fn exec(state_dir: &Path, status: &ServiceStatus, args: ExecArgs) -> anyhow:
         cgroup_dirs,
         namespaces: other_namespaces(pid)?,
         tty: args.tty,
+        new_session: false,
         user: args.user,
         env: environment(&args.env, args.tty),
         workdir: args.workdir,

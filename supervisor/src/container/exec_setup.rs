@@ -51,6 +51,10 @@ pub struct ExecSetupSpec {
     pub namespaces: Vec<String>,
     /// stdin is a pseudo-terminal's slave: make it the controlling terminal.
     pub tty: bool,
+    /// A session (and process group) of its own, which a health check's
+    /// timeout kills whole.
+    #[serde(default)]
+    pub new_session: bool,
     /// `-u`: `NAME`, `UID` or `UID:GID`; None: the service's user.
     pub user: Option<String>,
     /// `-e`: `KEY=VALUE`, over the service's environment.
@@ -94,6 +98,12 @@ fn setup() -> Result<std::convert::Infallible, Failure> {
         sys::set_controlling_terminal(std::io::stdin().as_fd())
             .map_err(os)
             .context("take the pseudo-terminal")
+            .map_err(fail(1))?;
+    }
+    if spec.new_session && !spec.tty {
+        nix::unistd::setsid()
+            .map_err(os)
+            .context("start a new session")
             .map_err(fail(1))?;
     }
     reset_signals();

@@ -6,6 +6,7 @@
 //! sets the container up from a spec sent over a pipe and execs init. The
 //! parent places the child in its cgroup while it sets up, then releases it.
 
+mod adopt;
 mod channel;
 mod devices;
 mod error;
@@ -15,6 +16,7 @@ mod handle;
 mod id_range;
 mod lock;
 mod plan;
+mod probe;
 mod pty;
 mod request;
 mod resolve;
@@ -29,17 +31,21 @@ mod sys;
 mod user;
 mod userns;
 
+pub use adopt::{adopt, cgroup_populated, remove_leftovers, ContainerRecord};
+pub use channel::HELD_LOG_FD;
 pub(crate) use devices::resolve as resolve_devices;
 pub use exec::{exec, ExecArgs};
 pub use exec_setup::exec_setup_main;
 pub use handle::Container;
 pub(crate) use id_range::allocate as allocate_id_range;
 pub(crate) use plan::environment;
-pub use request::{SpawnRequest, Stdio};
+pub use probe::{Probe, ProbeTarget};
+pub use request::{Held, SpawnRequest, Stdio};
 pub use run::run_foreground;
 pub use setup::setup_main;
 pub use spawn::{begin, Setup, Starting};
 pub use state_dir::secure_state_dir;
+pub(crate) use sys::loopback_up;
 pub(crate) use user::resolve as resolve_user;
 
 /// What `supervisor exec` knows of running service `name` (see `ExecState`).

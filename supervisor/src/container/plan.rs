@@ -29,6 +29,8 @@ pub(super) struct Facts {
     /// Addresses and files of a service on networks.
     pub network: Option<crate::net::Prepared>,
     pub terminal: Terminal,
+    /// The host path of its sd_notify socket (`ready: notify` under the daemon).
+    pub notify_socket: Option<PathBuf>,
 }
 
 /// What the service's stdio is, seen from the supervisor.
@@ -85,7 +87,9 @@ pub(super) fn plan(
         devices,
         network,
         terminal,
+        notify_socket,
     } = facts;
+    let notify = notify_socket.map(|host| Notify::of(service, host));
     if id_range.is_some() {
         let ids = &user.credentials;
         let mut all = [ids.uid, ids.gid]
@@ -104,7 +108,7 @@ pub(super) fn plan(
         _ => None,
     };
     let network_files = network.iter().flat_map(|n| &n.files);
-    let rootfs = service.namespaces.mount.then(|| images::RootfsSpec {
+    let rootfs = service.namespaces.mount.then(|| rootfs::RootfsSpec {
         rootfs: image_dir.clone(),
         writable_layer: layer.as_ref().map(|layer| layer.path.clone()),
         readonly: service.readonly_rootfs,
@@ -112,16 +116,17 @@ pub(super) fn plan(
         mounts: service
             .mounts
             .iter()
-            .map(|m| images::BindMount {
+            .map(|m| rootfs::BindMount {
                 source: m.source.clone(),
                 target: m.target.clone(),
                 readonly: m.readonly,
             })
-            .chain(network_files.map(|(source, target)| images::BindMount {
+            .chain(network_files.map(|(source, target)| rootfs::BindMount {
                 source: source.clone(),
                 target: target.clone(),
                 readonly: true,
             }))
+            .chain(notify.as_ref().and_then(Notify::bind))
             .collect(),
         devices: devices.nodes,
         host_devices: devices.all_host_devices,
@@ -140,7 +145,16 @@ pub(super) fn plan(
         user_namespace: service.namespaces.user,
         cgroup_namespace: service.namespaces.cgroup,
         cgroup_path: format!("{}/{}", config.cgroup_parent, service.name),
-        env: environment(service, user.home.as_deref(), terminal.on_terminal),
+        env: notify.as_ref().map_or_else(
+            || environment(service, user.home.as_deref(), terminal.on_terminal),
+            |notify| {
+                notify.environment(environment(
+                    service,
+                    user.home.as_deref(),
+                    terminal.on_terminal,
+                ))
+            },
+        ),
         credentials: user.credentials,
         take_terminal: terminal.take_terminal,
         controlling_terminal: terminal.controlling_terminal,
@@ -148,6 +162,7 @@ pub(super) fn plan(
         command,
         capabilities: (!service.privileged).then_some(service.capabilities.0),
         seccomp: service.seccomp_filter.as_deref().cloned(),
+        held: false,
     };
     Ok(LaunchPlan {
         layer,
@@ -158,6 +173,52 @@ pub(super) fn plan(
         network,
         spec,
     })
+}
+
+/// Where a `ready: notify` service finds its sd_notify socket inside.
+pub(crate) const NOTIFY_SOCKET_INSIDE: &str = "/run/supervisor/notify.sock";
+
+/// A `ready: notify` service's socket: bound at `NOTIFY_SOCKET_INSIDE` in its
+/// own mount namespace (a path, not an abstract name: those do not cross
+/// network namespaces), or reached at its host path without one.
+struct Notify {
+    host: PathBuf,
+    own_mounts: bool,
+    watchdog: Option<std::time::Duration>,
+}
+
+impl Notify {
+    fn of(service: &Service, host: PathBuf) -> Notify {
+        Notify {
+            host,
+            own_mounts: service.namespaces.mount,
+            watchdog: service.watchdog,
+        }
+    }
+
+    fn bind(&self) -> Option<rootfs::BindMount> {
+        self.own_mounts.then(|| rootfs::BindMount {
+            source: self.host.clone(),
+            target: PathBuf::from(NOTIFY_SOCKET_INSIDE),
+            readonly: false,
+        })
+    }
+
+    /// `NOTIFY_SOCKET` and, with a watchdog, `WATCHDOG_USEC` (as systemd
+    /// sets them), in place of any the service's env has.
+    fn environment(&self, mut env: Vec<String>) -> Vec<String> {
+        env.retain(|kv| !kv.starts_with("NOTIFY_SOCKET=") && !kv.starts_with("WATCHDOG_USEC="));
+        let socket = if self.own_mounts {
+            Path::new(NOTIFY_SOCKET_INSIDE)
+        } else {
+            self.host.as_path()
+        };
+        env.push(format!("NOTIFY_SOCKET={}", socket.display()));
+        if let Some(interval) = self.watchdog {
+            env.push(format!("WATCHDOG_USEC={}", interval.as_micros()));
+        }
+        env
+    }
 }
 
 /// Like Docker: PATH, HOSTNAME, HOME (and TERM on a terminal) by default,
@@ -256,6 +317,7 @@ mod tests {
             },
             network: None,
             terminal: Terminal::default(),
+            notify_socket: None,
         }
     }
 
@@ -315,7 +377,7 @@ mod tests {
         );
         assert_eq!(
             rootfs.mounts,
-            vec![images::BindMount {
+            vec![rootfs::BindMount {
                 source: PathBuf::from("/etc"),
                 target: PathBuf::from("/www"),
                 readonly: true,
@@ -378,5 +440,45 @@ mod tests {
             refused,
             Err(SpawnError::IdOutsideRange { id }) if id == USERNS_RANGE
         ));
+    }
+
+    #[test]
+    fn a_notify_service_gets_its_socket_bound_and_named_in_its_environment() {
+        let config = config("    image: /\n    ready: notify\n    watchdog: 10s\n    env: {NOTIFY_SOCKET: /elsewhere}\n");
+        let mut facts = facts(Some("/images/busybox"), None);
+        facts.notify_socket = Some(PathBuf::from("/run/test-plan/notify/web/notify.sock"));
+        let plan = plan_of(&config, facts);
+        let rootfs = plan.spec.rootfs.expect("a mount namespace");
+        assert_eq!(
+            rootfs.mounts,
+            vec![rootfs::BindMount {
+                source: PathBuf::from("/run/test-plan/notify/web/notify.sock"),
+                target: PathBuf::from(NOTIFY_SOCKET_INSIDE),
+                readonly: false,
+            }]
+        );
+        let env = &plan.spec.env;
+        assert!(
+            env.contains(&"NOTIFY_SOCKET=/run/supervisor/notify.sock".to_string()),
+            "{env:?}"
+        );
+        assert!(
+            env.contains(&"WATCHDOG_USEC=10000000".to_string()),
+            "{env:?}"
+        );
+        assert!(
+            !env.contains(&"NOTIFY_SOCKET=/elsewhere".to_string()),
+            "{env:?}"
+        );
+        // Without a mount namespace of its own, the host path itself.
+        let config = self::config("    ready: notify\n    namespaces: [pid]\n");
+        let mut facts = self::facts(None, None);
+        facts.notify_socket = Some(PathBuf::from("/run/test-plan/notify/web/notify.sock"));
+        let plan = plan_of(&config, facts);
+        assert!(plan.spec.rootfs.is_none());
+        assert!(plan
+            .spec
+            .env
+            .contains(&"NOTIFY_SOCKET=/run/test-plan/notify/web/notify.sock".to_string()));
     }
 }

@@ -48,7 +48,7 @@ impl Relay {
         use nix::sys::stat::{fstat, major, minor, SFlag};
         let root_path = format!("/proc/{pid}/root");
         let root = std::fs::File::open(&root_path).with_context(|| format!("open {root_path}"))?;
-        let master = images::openat_in_root(
+        let master = rootfs::openat_in_root(
             root.as_fd(),
             std::path::Path::new("dev/pts/ptmx"),
             OFlag::O_RDWR | OFlag::O_NOCTTY,

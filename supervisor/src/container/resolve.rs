@@ -69,6 +69,7 @@ pub(super) fn gather(
         devices,
         network,
         terminal,
+        notify_socket: req.notify_socket.clone(),
     };
     Ok((facts, lease))
 }

@@ -102,6 +102,9 @@ fn run_service(
         command: (!command.is_empty()).then_some(command),
         stdio,
         cgroup: None,
+        held: None,
+        // No daemon listens: a `ready: notify` service runs without the socket.
+        notify_socket: None,
     };
     let outcome = run_container(request, relay, &signals);
     terminal.restore();

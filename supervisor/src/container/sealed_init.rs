@@ -6,8 +6,8 @@
 //! read-write could change it or make it setuid for every host user. A copy
 //! in the state directory (root-only, bound read-only, nosuid) is safe from
 //! host users, but a root service could still remount and change that copy,
-//! which every later start execs. A memfd with F_SEAL_WRITE, SHRINK, GROW and
-//! SEAL is immutable even to root in any namespace, lives in no filesystem a
+//! which every later start execs. A memfd with F_SEAL_FUTURE_WRITE, SHRINK, GROW
+//! and SEAL is immutable even to root in any namespace, lives in no filesystem a
 //! host user can reach and is made per start, so whatever a service does to
 //! its own (chmod) goes away with it. It costs one copy of a 70 KiB file per
 //! start, and the image needs nothing: no /dev/init mountpoint.
@@ -38,7 +38,12 @@ pub fn load(path: &Path) -> anyhow::Result<OwnedFd> {
     // Executable by the service's user (init is exec'd after the switch of
     // user); writable by nobody, and the seals hold even for root.
     fchmod(copy.as_raw_fd(), Mode::from_bits_truncate(0o555)).context("chmod the init memfd")?;
-    let seals = SealFlag::F_SEAL_WRITE
+    // FUTURE_WRITE, not WRITE: nothing ever maps this memfd, so both refuse
+    // every write from now on, but F_SEAL_WRITE first waits for the file's
+    // pages to lose their transient references, and a page still held in the
+    // LRU batch of the CPU that wrote it (the process moved to the other
+    // CPU) makes it fail with EBUSY after 75 ms.
+    let seals = SealFlag::F_SEAL_FUTURE_WRITE
         | SealFlag::F_SEAL_SHRINK
         | SealFlag::F_SEAL_GROW
         | SealFlag::F_SEAL_SEAL;

@@ -69,9 +69,9 @@ fn setup() -> anyhow::Result<std::convert::Infallible> {
     match &spec.rootfs {
         Some(rootfs) if spec.user_namespace => {
             let handed = ChildEnd::receive_handover()?;
-            images::setup_rootfs_in_userns(rootfs, handed).context("root filesystem")?;
+            rootfs::setup_rootfs_in_userns(rootfs, handed).context("root filesystem")?;
         }
-        Some(rootfs) => images::setup_rootfs(rootfs).context("root filesystem")?,
+        Some(rootfs) => rootfs::setup_rootfs(rootfs).context("root filesystem")?,
         None => {}
     }
     if let Some(hostname) = &spec.hostname {
@@ -108,7 +108,7 @@ fn setup() -> anyhow::Result<std::convert::Infallible> {
 /// the service's /sys/fs/cgroup then shows that group only, read-only.
 fn enter_cgroup_namespace(spec: &SetupSpec) -> anyhow::Result<()> {
     let view = match spec.rootfs {
-        Some(_) => Some(images::CgroupView::own(&spec.cgroup_path)?),
+        Some(_) => Some(rootfs::CgroupView::own(&spec.cgroup_path)?),
         None => None,
     };
     unshare(CloneFlags::CLONE_NEWCGROUP)
@@ -255,7 +255,26 @@ fn executable(path: &Path) -> anyhow::Result<()> {
 
 fn exec_init(spec: &SetupSpec, init: &OwnedFd) -> anyhow::Result<std::convert::Infallible> {
     let cstring = |s: &OsStr| CString::new(s.as_bytes()).context("argument contains a NUL byte");
-    let mut argv = vec![cstring(OsStr::new(INIT_NAME))?, cstring(OsStr::new("--"))?];
+    let mut argv = vec![cstring(OsStr::new(INIT_NAME))?];
+    if spec.held {
+        use super::channel::{HELD_LOG_FD, STATUS_FD};
+        for fd in [HELD_LOG_FD, STATUS_FD] {
+            // Marked close-on-exec with the rest; init keeps them (and hides them from the service).
+            nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+            )
+            .map_err(os)
+            .context("keep the descriptors init holds")?;
+        }
+        for arg in [
+            format!("--hold-fd={HELD_LOG_FD}"),
+            format!("--status-fd={STATUS_FD}"),
+        ] {
+            argv.push(cstring(OsStr::new(&arg))?);
+        }
+    }
+    argv.push(cstring(OsStr::new("--"))?);
     for arg in &spec.command {
         argv.push(cstring(arg)?);
     }

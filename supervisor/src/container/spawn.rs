@@ -87,7 +87,8 @@ pub fn begin(mut req: SpawnRequest) -> Result<Starting, SpawnError> {
     // Before the writable layer is touched: it may belong to a running container.
     let claimed = ServiceLock::take(&req.config.state_dir, &req.service.name).and_then(|lock| {
         let (facts, lease) = gather(&req)?;
-        let plan = plan(req.config, req.service, req.command.as_deref(), facts)?;
+        let mut plan = plan(req.config, req.service, req.command.as_deref(), facts)?;
+        plan.spec.held = req.held.is_some();
         if let Some(layer) = &plan.layer {
             make_layer(layer)?;
         }
@@ -320,7 +321,7 @@ fn start(
     }
     let spec_json = serde_json::to_vec(spec)
         .map_err(|err| SpawnError::Setup(format!("encode setup spec: {err}")))?;
-    let (parent, child_ends) = channel::open(&req.stdio, req.service.namespaces.user)?;
+    let (parent, child_ends) = channel::open(&req.stdio, req.service.namespaces.user, req.held)?;
     let mut exec = ChildExec::new(
         CString::new("/proc/self/exe").expect("no NUL"),
         vec![
@@ -389,7 +390,7 @@ fn start(
 struct UserNamespace<'a> {
     /// The first host id of the service's range.
     first: u32,
-    rootfs: Option<&'a images::RootfsSpec>,
+    rootfs: Option<&'a rootfs::RootfsSpec>,
 }
 
 /// Giving a network to a child that dies during its setup fails too: its

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SetupSpec {
     /// None: no mount namespace, the host's root stays.
-    pub rootfs: Option<images::RootfsSpec>,
+    pub rootfs: Option<rootfs::RootfsSpec>,
     /// The host path of our init binary; a sealed copy of it is exec'd.
     pub init: PathBuf,
     /// Set in the new UTS namespace.
@@ -44,6 +44,10 @@ pub struct SetupSpec {
     pub capabilities: Option<u64>,
     /// The seccomp filter installed right before exec; None: no filter.
     pub seccomp: Option<seccomp::Program>,
+    /// Init holds the log pipe's read end and its exit-status file (see
+    /// `request::Held`) on `channel::HELD_LOG_FD` and `channel::STATUS_FD`.
+    #[serde(default)]
+    pub held: bool,
 }
 
 /// Who the service runs as.

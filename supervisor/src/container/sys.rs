@@ -145,6 +145,54 @@ pub fn clone_exec(
     }
 }
 
+/// As `clone_exec` without namespaces or cgroup, but the child shares our
+/// memory until its exec (CLONE_VM | CLONE_VFORK, as posix_spawn does), on
+/// a stack of its own: no copy of our page tables, no copy-on-write faults
+/// after. We are suspended until the child has exec'd (or exited).
+pub fn vfork_exec(exec: &ChildExec) -> Result<Pid, Errno> {
+    const STACK_SIZE: usize = 64 * 1024;
+    thread_local! {
+        // Kept from one clone to the next: no mapping to make, fault in and unmap each time.
+        static STACK: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    STACK.with(|stack| {
+        let mut stack = stack.borrow_mut();
+        if stack.is_empty() {
+            stack.resize(STACK_SIZE, 0);
+        }
+        // The stack grows down from its (16-byte aligned) end.
+        let top = (stack.as_mut_ptr() as usize + STACK_SIZE) & !15;
+        clone_vfork(exec, top)
+    })
+}
+
+/// `vfork_exec`'s clone, on the stack whose top is `top`.
+fn clone_vfork(exec: &ChildExec, top: usize) -> Result<Pid, Errno> {
+    extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` is the `&ChildExec` passed below, alive (and not
+        // moved) while the parent is suspended in clone.
+        let exec = unsafe { &*(arg as *const ChildExec) };
+        child_exec(exec)
+    }
+    // SAFETY: the child runs `entry` on the stack below `top`, which outlives it (we are
+    // suspended until its exec); it only makes async-signal-safe system
+    // calls on memory prepared before the call (`child_exec`) and never
+    // returns. Our signals are blocked (the daemon reads them from a
+    // signalfd), so no handler runs in the child on our memory.
+    let ret = unsafe {
+        libc::clone(
+            entry,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            exec as *const ChildExec as *mut libc::c_void,
+        )
+    };
+    match ret {
+        -1 => Err(Errno::last()),
+        pid => Ok(Pid::from_raw(pid)),
+    }
+}
+
 /// The child between clone and exec: move fds in place, exec, or report.
 fn child_exec(exec: &ChildExec) -> ! {
     for &(source, target) in &exec.dups {

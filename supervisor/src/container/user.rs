@@ -147,7 +147,7 @@ impl RootFile<'_> {
             .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
             .open(self.root)?;
         // O_PATH: opening is all, a FIFO cannot block and a device sees no open.
-        let handle = File::from(images::openat_in_root(
+        let handle = File::from(rootfs::openat_in_root(
             dir.as_fd(),
             Path::new(self.rel),
             OFlag::O_PATH,

@@ -1,5 +1,5 @@
 //! The parent's side of a service's user namespace: its id maps, and the
-//! descriptors its setup process cannot open itself (see `images::idmap`),
+//! descriptors its setup process cannot open itself (see `rootfs::idmap`),
 //! sent over a socket.
 
 use std::io::IoSlice;
@@ -26,11 +26,11 @@ pub fn write_maps(pid: Pid, first: u32) -> Result<(), SpawnError> {
 /// message (the child reads it with `sys::receive_fds`).
 pub fn hand_over(
     pid: Pid,
-    rootfs: &images::RootfsSpec,
+    rootfs: &rootfs::RootfsSpec,
     socket: &OwnedFd,
 ) -> Result<(), SpawnError> {
     // Its own words: "idmap bind mount /srv: ...", not an image error.
-    let fds = images::idmap::hand_over(rootfs, pid.as_raw())
+    let fds = rootfs::idmap::hand_over(rootfs, pid.as_raw())
         .map_err(|err| SpawnError::Setup(err.to_string()))?;
     let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
     let payload = [IoSlice::new(b"m")];

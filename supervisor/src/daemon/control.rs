@@ -118,6 +118,13 @@ pub fn set_socket_access(path: &Path, gid: Option<Gid>) -> anyhow::Result<()> {
 }
 
 /// Root, or a process whose primary or supplementary groups include the control group.
+/// The uid of the client at the other end.
+pub fn peer_uid(stream: &UnixStream) -> Result<u32, String> {
+    getsockopt(stream, PeerCredentials)
+        .map(|creds| creds.uid())
+        .map_err(|err| format!("reading peer credentials: {err}"))
+}
+
 pub fn peer_allowed(stream: &UnixStream, gid: Option<Gid>) -> Result<(), String> {
     let creds = getsockopt(stream, PeerCredentials)
         .map_err(|err| format!("reading peer credentials: {err}"))?;

@@ -22,9 +22,12 @@ use super::control::{self, Connection, Received};
 use super::lifecycle::Wait;
 use super::outbox::{Outgoing, CLIENT_TIMEOUT};
 use super::output::LogPipe;
-use super::poller::{Poller, CGROUP, CONNECTION, KINDS, PIPE, REPLY, SETUP};
+use super::poller::{
+    Poller, CGROUP, CONNECTION, HEALTH, KINDS, NOTIFY, PIDFD, PIPE, REPLY, SETUP, SUBSCRIBER,
+};
 use super::services::Services;
-use crate::protocol::{ReloadReport, Response};
+use super::subscribers::Subscribers;
+use crate::protocol::{self, ReloadReport, Response};
 
 const SIGNALS: u64 = 0;
 const LISTENER: u64 = 1;
@@ -39,6 +42,12 @@ pub fn handled_signals() -> SigSet {
         Signal::SIGHUP,
     ] {
         set.add(signal);
+    }
+    // PID 1 of the machine: the power signals too (busybox's poweroff and friends).
+    if crate::boot::active() {
+        for signal in crate::boot::power_signals() {
+            set.add(signal);
+        }
     }
     set
 }
@@ -60,7 +69,7 @@ pub enum Reply {
 }
 
 pub struct Daemon {
-    poller: Rc<Poller>,
+    pub poller: Rc<Poller>,
     signals: SignalFd,
     listener: UnixListener,
     pub state_dir: PathBuf,
@@ -79,6 +88,12 @@ pub struct Daemon {
     /// The autostart services until each has come up or failed: then the
     /// service manager (systemd's `Type=notify`) is told the daemon is ready.
     unready: Option<Vec<String>>,
+    /// After a reexec: the client that asked, answered once this image runs.
+    pub reexec_client: Option<UnixStream>,
+    /// systemd's watchdog on the daemon: the period of WATCHDOG=1 and the next one.
+    watchdog: Option<(std::time::Duration, Instant)>,
+    /// `events` clients.
+    pub subscribers: Subscribers,
 }
 
 impl Daemon {
@@ -117,6 +132,9 @@ impl Daemon {
             shutdown_waiters: Vec::new(),
             shutting_down: false,
             unready: None,
+            reexec_client: None,
+            watchdog: crate::sd_notify::watchdog_period().map(|period| (period, Instant::now())),
+            subscribers: Subscribers::default(),
         })
     }
 
@@ -130,7 +148,15 @@ impl Daemon {
             .filter(|s| s.autostart)
             .map(|s| s.name.clone())
             .collect();
-        for name in &autostart {
+        if let Some(client) = self.reexec_client.take() {
+            // The client that asked for the reexec: this image is up.
+            self.reply(client, &Response::Done);
+        }
+        let fresh: Vec<&String> = autostart
+            .iter()
+            .filter(|name| !self.services.adopted.contains(*name))
+            .collect();
+        for name in fresh {
             // Failures are in status and the service's log; the others still start.
             self.services.start(name);
         }
@@ -156,6 +182,8 @@ impl Daemon {
             }
             self.services.run_timers(Instant::now());
             self.expire_clients(Instant::now());
+            self.ping_watchdog(Instant::now());
+            crate::boot::tick(Instant::now());
         }
         self.finish();
         Ok(())
@@ -178,12 +206,23 @@ impl Daemon {
         self.unready = None;
     }
 
+    /// WATCHDOG=1 to systemd when due: the loop turns.
+    fn ping_watchdog(&mut self, now: Instant) {
+        if let Some((period, next)) = &mut self.watchdog {
+            if *next <= now {
+                crate::sd_notify::watchdog();
+                *next = now + *period;
+            }
+        }
+    }
+
     fn settle(&mut self) {
         self.services.settle();
         for (service, fd) in std::mem::take(&mut self.services.new_pipes) {
             self.watch_pipe(service, fd);
         }
         self.answer_waiters();
+        self.publish_events();
     }
 
     /// Until the nearest deadline, rounded up to whole milliseconds; none: forever.
@@ -192,12 +231,14 @@ impl Daemon {
             .connections
             .values()
             .map(|(_, since)| *since + CLIENT_TIMEOUT)
-            .chain(self.outgoing.values().map(|o| o.deadline));
+            .chain(self.outgoing.values().map(|o| o.deadline))
+            .chain(self.watchdog.map(|(_, next)| next));
         let Some(deadline) = self
             .services
             .next_deadline()
             .into_iter()
             .chain(clients)
+            .chain(crate::boot::next_deadline())
             .min()
         else {
             return EpollTimeout::NONE;
@@ -217,6 +258,10 @@ impl Daemon {
                 SETUP => self.services.setup_readable(t),
                 REPLY => self.write_reply(t),
                 CGROUP => self.services.cgroup_event(t),
+                HEALTH => self.services.probe_output(t),
+                NOTIFY => self.services.notify_readable(t),
+                SUBSCRIBER => self.subscriber_ready(t),
+                PIDFD => self.services.pidfd_ready(t),
                 _ => {}
             },
         }
@@ -235,6 +280,14 @@ impl Daemon {
                         Ok((report, _)) => log::info!("reload on SIGHUP: {report:?}"),
                         Err(err) => log::error!("reload on SIGHUP: {err}"),
                     },
+                    Ok(signal)
+                        if crate::boot::action_for(signal).is_some() && crate::boot::active() =>
+                    {
+                        if let Some(action) = crate::boot::action_for(signal) {
+                            crate::boot::request(action);
+                        }
+                        self.begin_shutdown();
+                    }
                     Ok(signal) => {
                         log::info!("{signal}: stopping every service");
                         self.begin_shutdown();
@@ -253,10 +306,15 @@ impl Daemon {
 
     /// Handles every child exit that has happened, SIGCHLD read or not.
     pub fn reap_children(&mut self) {
+        let exits = self.services.collect_exits();
+        if exits.is_empty() {
+            // Only health checks exited: the log pipes have nothing to do with it.
+            return;
+        }
         // What a service printed before it exited goes into its log ahead of
         // the exit line.
         self.drain_pipes();
-        self.services.reap();
+        self.services.handle_exits(exits);
     }
 
     pub fn begin_shutdown(&mut self) {
@@ -365,7 +423,11 @@ impl Daemon {
             log::warn!("{service}: watching its log pipe: {err}");
             return;
         }
-        self.pipes.insert(token, LogPipe::new(service, fd));
+        let mut pipe = LogPipe::new(service, fd);
+        if let Some(start) = self.services.partial_lines.remove(&pipe.service) {
+            pipe.resume(&start);
+        }
+        self.pipes.insert(token, pipe);
     }
 
     fn read_pipe(&mut self, token: u64) {
@@ -381,11 +443,16 @@ impl Daemon {
     /// Sends `response` and closes: at once if the socket takes it, else as
     /// the client reads (EPOLLOUT).
     pub fn reply(&mut self, stream: UnixStream, response: &Response) {
+        self.send(stream, protocol::encode(response));
+    }
+
+    /// Sends lines already encoded and closes, as `reply`.
+    pub fn send(&mut self, stream: UnixStream, bytes: Vec<u8>) {
         if let Err(err) = stream.set_nonblocking(true) {
             log::debug!("answering a client: {err}");
             return;
         }
-        let mut outgoing = Outgoing::new(stream, response);
+        let mut outgoing = Outgoing::bytes(stream, bytes);
         if outgoing.flush() {
             return;
         }
@@ -458,6 +525,22 @@ impl Daemon {
         }
     }
 
+    /// The control socket's listener (kept through a reexec).
+    pub fn listener_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.listener)
+    }
+
+    /// Before a reexec: what every pipe holds goes to the logs; returns the
+    /// line starts read but not yet ended, by service.
+    pub fn flush_pipes(&mut self) -> HashMap<String, Vec<u8>> {
+        self.drain_pipes();
+        self.pipes
+            .values()
+            .filter(|pipe| !pipe.pending().is_empty())
+            .map(|pipe| (pipe.service.clone(), pipe.pending().to_vec()))
+            .collect()
+    }
+
     /// Reads what every log pipe holds now; forgets the pipes at end of stream.
     fn drain_pipes(&mut self) {
         let tokens: Vec<u64> = self.pipes.keys().copied().collect();
@@ -470,7 +553,15 @@ impl Daemon {
     /// tell the clients that asked for the shutdown.
     fn finish(&mut self) {
         self.drain_pipes();
+        // Nothing runs: nothing for a next daemon to adopt or leave stopped.
+        super::state_file::remove_config(&self.state_dir);
+        for name in std::mem::take(&mut self.services.marked_stopped) {
+            super::state_file::mark_stopped(&self.state_dir, &name, false);
+        }
+        // Gone once empty, as the teardowns would have removed it.
+        let _ = std::fs::remove_dir(self.state_dir.join("containers"));
         self.services.remove_cgroup_parents();
+        self.close_subscribers();
         let socket = control::socket_file(&self.state_dir);
         if let Err(err) = std::fs::remove_file(&socket) {
             log::warn!("removing {}: {err}", socket.display());

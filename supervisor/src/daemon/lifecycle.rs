@@ -27,6 +27,11 @@ pub struct Policy {
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
     pub autostart: bool,
+    /// `ready: notify`: ready once READY=1 arrives, within `ready_timeout`.
+    pub notify: bool,
+    pub ready_timeout: Duration,
+    /// With `notify`: WATCHDOG=1 must come at least this often once ready.
+    pub watchdog: Option<Duration>,
 }
 
 impl Policy {
@@ -39,6 +44,9 @@ impl Policy {
             stop_signal: service.stop_signal,
             stop_timeout: service.stop_timeout,
             autostart: service.autostart,
+            notify: service.ready == config::Ready::Notify,
+            ready_timeout: service.ready_timeout,
+            watchdog: service.watchdog,
         }
     }
 }
@@ -194,6 +202,8 @@ pub enum ExitReason {
     OomKilled,
     SetupFailed,
     Stopped,
+    /// Killed by the daemon: no WATCHDOG=1 within its `watchdog` interval.
+    Watchdog,
 }
 
 impl ExitReason {
@@ -204,6 +214,7 @@ impl ExitReason {
             ExitReason::OomKilled => "oom_killed",
             ExitReason::SetupFailed => "setup_failed",
             ExitReason::Stopped => "stopped",
+            ExitReason::Watchdog => "watchdog",
         }
     }
 }
@@ -259,6 +270,34 @@ pub enum Event {
     Changed,
     /// Reload: gone from the file.
     Removed,
+    /// A daemon starting (after a crash, or its own reexec) found this
+    /// service's init still running and took it over.
+    Adopted {
+        pid: i32,
+        since: Instant,
+        frozen: bool,
+        restarts: u64,
+        /// `ready: notify`: READY=1 had come before the earlier daemon ended.
+        ready: bool,
+    },
+    /// Its health check failed `retries` times in a row and its
+    /// `on_unhealthy` is `restart`.
+    Unhealthy,
+    /// READY=1 from the service (`ready: notify`).
+    Ready,
+    /// WATCHDOG=1 from the service.
+    WatchdogPing,
+    /// No WATCHDOG=1 within the `watchdog` interval.
+    WatchdogTimedOut,
+    /// No READY=1 within `ready_timeout` of its start.
+    ReadyTimedOut,
+}
+
+/// Which readiness bound a run missed (its kill is under way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missed {
+    Ready,
+    Watchdog,
 }
 
 /// Which requests a client may be waiting on for a service.
@@ -309,6 +348,16 @@ pub struct Life {
     /// Why the last start failed.
     pub error: Option<String>,
     pub last_exit: Option<LastExit>,
+    /// `ready: notify`: READY=1 has come during the current run.
+    pub ready: bool,
+    /// The last READY=1 or WATCHDOG=1 of the current run (or its thaw): the
+    /// readiness bounds count from here.
+    pub pinged: Option<Instant>,
+    /// The current run missed a readiness bound and is being killed.
+    pub missed: Option<Missed>,
+    /// The current run was adopted: its sd_notify socket died with the daemon
+    /// that started it, so no WATCHDOG=1 can be heard until its next run.
+    pub unheard: bool,
 }
 
 impl Life {
@@ -320,7 +369,32 @@ impl Life {
             recent: Vec::new(),
             error: None,
             last_exit: None,
+            ready: false,
+            pinged: None,
+            missed: None,
+            unheard: false,
         }
+    }
+
+    /// When a `ready: notify` service that runs misses its next bound
+    /// (READY=1 within `ready_timeout`, then WATCHDOG=1 within `watchdog`),
+    /// and the event then. Not while frozen: a frozen service cannot ping.
+    pub fn readiness_timer(&self, policy: &Policy) -> Option<(Instant, Event)> {
+        let State::Running { since } = self.state else {
+            return None;
+        };
+        if !policy.notify || self.missed.is_some() || (self.unheard && self.ready) {
+            return None;
+        }
+        let from = self.pinged.unwrap_or(since);
+        if !self.ready {
+            return Some((
+                deadline_after(from, policy.ready_timeout),
+                Event::ReadyTimedOut,
+            ));
+        }
+        let interval = policy.watchdog?;
+        Some((deadline_after(from, interval), Event::WatchdogTimedOut))
     }
 }
 
@@ -372,6 +446,10 @@ fn transition(
         }
         (S::Starting { .. }, E::SetupFinished { pid }) => {
             life.error = None;
+            life.ready = false;
+            life.pinged = None;
+            life.missed = None;
+            life.unheard = false;
             out.push(Action::Log(format!("started, pid {pid}")));
             out.push(Action::Answer(Wait::Start, Ok(())));
             S::Running { since: now }
@@ -577,6 +655,7 @@ fn transition(
             life.restarts += 1;
             spawn(out, now)
         }
+        (S::Running { since }, E::Unhealthy) => unhealthy(policy, life, since, now, out),
 
         // Freezer.
         (S::Running { since }, E::Freeze) => {
@@ -636,6 +715,8 @@ fn transition(
             s
         }
         (S::Thawing { since, .. }, E::ThawConfirmed) => {
+            // The readiness bounds count again from the thaw.
+            life.pinged = Some(now);
             out.push(Action::Log("thawed".into()));
             out.push(Action::Answer(Wait::Thaw, Ok(())));
             S::Running { since }
@@ -740,8 +821,92 @@ fn transition(
             S::Stopped
         }
 
+        // Adoption: only a service this daemon has not run yet.
+        (
+            S::Stopped,
+            E::Adopted {
+                pid,
+                since,
+                frozen,
+                restarts,
+                ready,
+            },
+        ) => {
+            life.restarts = restarts;
+            // A notify service adopted before READY=1 cannot be heard any more:
+            // its ready_timeout still ends it (and its next run has a socket).
+            life.ready = ready;
+            life.unheard = true;
+            out.push(Action::Log(format!("adopted, pid {pid}")));
+            if frozen {
+                S::Frozen { since }
+            } else {
+                S::Running { since }
+            }
+        }
+        // Readiness (`ready: notify`).
+        (s, E::Ready) if s.is_up() => {
+            if !life.ready {
+                life.ready = true;
+                out.push(Action::Log("ready".into()));
+            }
+            life.pinged = Some(now);
+            s
+        }
+        (s, E::WatchdogPing) if s.is_up() => {
+            life.pinged = Some(now);
+            s
+        }
+        (S::Running { since }, E::WatchdogTimedOut) if life.missed.is_none() => {
+            let interval = policy.watchdog.unwrap_or_default();
+            out.push(Action::Log(format!(
+                "watchdog timeout: no WATCHDOG=1 within {interval:?}: killing"
+            )));
+            out.push(Action::KillGroup);
+            life.missed = Some(Missed::Watchdog);
+            S::Running { since }
+        }
+        (S::Running { since }, E::ReadyTimedOut) if life.missed.is_none() && !life.ready => {
+            let error = format!("not ready within {:?} (no READY=1)", policy.ready_timeout);
+            out.push(Action::Log(format!("{error}: killing")));
+            out.push(Action::KillGroup);
+            life.error = Some(error);
+            life.missed = Some(Missed::Ready);
+            S::Running { since }
+        }
+
         // Everything else changes nothing.
         (s, _) => s,
+    }
+}
+
+/// An automatic restart of an unhealthy run (stopped with its stop signal,
+/// then started again), unless the restart limit is reached: then it keeps
+/// running, unhealthy.
+fn unhealthy(
+    policy: &Policy,
+    life: &mut Life,
+    since: Instant,
+    now: Instant,
+    out: &mut Vec<Action>,
+) -> State {
+    if let Some(limit) = policy.restart_limit {
+        life.recent
+            .retain(|at| now.saturating_duration_since(*at) < limit.window);
+        if life.recent.len() as u64 >= u64::from(limit.count) {
+            out.push(Action::Log(format!(
+                "unhealthy: restart limit reached ({} restarts within {:?}): not restarting",
+                limit.count, limit.window
+            )));
+            return State::Running { since };
+        }
+        life.recent.push(now);
+    }
+    life.restarts += 1;
+    out.push(Action::Log("unhealthy: restarting".into()));
+    State::StopQueued {
+        then: After::Start,
+        frozen: false,
     }
 }
 
@@ -836,7 +1001,10 @@ fn crashed(
     out: &mut Vec<Action>,
 ) -> State {
     log_exit(since, exit, now, out);
-    let reason = exit_reason(exit);
+    let reason = match life.missed {
+        Some(Missed::Watchdog) => ExitReason::Watchdog,
+        _ => exit_reason(exit),
+    };
     if !restarts_after(policy, exit.code != 0) {
         return ended(life, exit, reason, now, out);
     }
@@ -956,6 +1124,9 @@ mod tests {
             stop_signal: Signal::SIGTERM,
             stop_timeout: Duration::from_secs(10),
             autostart: true,
+            notify: false,
+            ready_timeout: Duration::from_secs(60),
+            watchdog: None,
         }
     }
 
@@ -999,6 +1170,52 @@ mod tests {
     }
 
     #[test]
+    fn an_adopted_notify_service_is_not_held_to_pings_it_cannot_send() {
+        let p = Policy {
+            notify: true,
+            watchdog: Some(Duration::from_secs(1)),
+            ..policy()
+        };
+        let t0 = Instant::now();
+        let adopted = |ready| E::Adopted {
+            pid: 7,
+            since: t0,
+            frozen: false,
+            restarts: 0,
+            ready,
+        };
+        // Ready before the crash: ready now, and no watchdog on a dead socket.
+        let (life, _) = step(&p, Life::new(&p), adopted(true), t0);
+        assert!(life.ready && life.unheard);
+        assert_eq!(life.readiness_timer(&p), None);
+        // Not ready yet: its ready_timeout still ends it.
+        let (life, _) = step(&p, Life::new(&p), adopted(false), t0);
+        assert!(matches!(
+            life.readiness_timer(&p),
+            Some((_, E::ReadyTimedOut))
+        ));
+    }
+
+    #[test]
+    fn adoption_keeps_the_restart_count() {
+        let p = policy();
+        let t0 = Instant::now();
+        let event = E::Adopted {
+            pid: 7,
+            since: t0,
+            frozen: false,
+            restarts: 4,
+            ready: true,
+        };
+        let (life, _) = step(&p, Life::new(&p), event, t0);
+        assert_eq!(life.restarts, 4);
+        // Its exit goes through the restart policy like any other.
+        let (life, out) = step(&p, life, E::InitExited(exit(1)), t0);
+        assert!(matches!(life.state, S::Backoff { .. }));
+        assert!(out.contains(&A::Teardown { keep_cgroup: true }));
+    }
+
+    #[test]
     fn every_transition() {
         let p = policy();
         let t0 = Instant::now();
@@ -1036,6 +1253,13 @@ mod tests {
         let stopped_log = log("exited with status 0: stopped");
         #[rustfmt::skip]
         let table: Vec<(State, Event, State, Vec<Action>)> = vec![
+            // Adoption.
+            (S::Stopped, E::Adopted { pid: 7, since, frozen: false, restarts: 3, ready: true }, run.clone(),
+                vec![log("adopted, pid 7")]),
+            (S::Stopped, E::Adopted { pid: 7, since, frozen: true, restarts: 0, ready: true }, frozen.clone(),
+                vec![log("adopted, pid 7")]),
+            (run.clone(), E::Adopted { pid: 7, since, frozen: false, restarts: 0, ready: true }, run.clone(), vec![]),
+            (S::Pending, E::Adopted { pid: 7, since, frozen: true, restarts: 0, ready: true }, S::Pending, vec![]),
             // Starting.
             (S::Stopped, E::Start, S::Pending, vec![]),
             (S::Exited, E::Restart, S::Pending, vec![]),
@@ -1160,6 +1384,13 @@ mod tests {
                 vec![err(Wait::Start, "removed from the service list"), ok(Wait::Stop), A::Forget]),
             (backoff.clone(), E::Removed, S::Stopped,
                 vec![A::RemoveCgroup, err(Wait::Start, "removed from the service list"), ok(Wait::Stop), A::Forget]),
+            // Health.
+            (run.clone(), E::Unhealthy, queued(After::Start, false), vec![log("unhealthy: restarting")]),
+            (frozen.clone(), E::Unhealthy, frozen.clone(), vec![]),
+            (freezing.clone(), E::Unhealthy, freezing.clone(), vec![]),
+            (stopping(After::Stay), E::Unhealthy, stopping(After::Stay), vec![]),
+            (starting.clone(), E::Unhealthy, starting.clone(), vec![]),
+            (S::Stopped, E::Unhealthy, S::Stopped, vec![]),
             // Events a state has no use for.
             (run.clone(), E::BackoffOver, run.clone(), vec![]),
             (S::Stopped, E::InitExited(exit(0)), S::Stopped, vec![]),
@@ -1169,6 +1400,129 @@ mod tests {
         for (row, (state, event, to, actions)) in table.into_iter().enumerate() {
             check(&p, row, state, event, to, &actions, t0);
         }
+    }
+
+    fn notify_policy() -> Policy {
+        Policy {
+            notify: true,
+            ready_timeout: Duration::from_secs(60),
+            watchdog: Some(Duration::from_secs(10)),
+            ..policy()
+        }
+    }
+
+    #[test]
+    fn readiness_transitions() {
+        let p = notify_policy();
+        let t0 = Instant::now();
+        let since = t0 - Duration::from_secs(1);
+        let run = S::Running { since };
+        let frozen = S::Frozen { since };
+        let kill = |line: &str| vec![log(line), A::KillGroup];
+        // (ready before, state, event) -> (state, actions, ready after, missed)
+        type Row = (bool, State, Event, State, Vec<Action>, bool, Option<Missed>);
+        #[rustfmt::skip]
+        let table: Vec<Row> = vec![
+            (false, run.clone(), E::Ready, run.clone(), vec![log("ready")], true, None),
+            (true, run.clone(), E::Ready, run.clone(), vec![], true, None),
+            (false, frozen.clone(), E::Ready, frozen.clone(), vec![log("ready")], true, None),
+            (false, S::Starting { deadline: t0 }, E::Ready, S::Starting { deadline: t0 }, vec![], false, None),
+            (false, S::Stopped, E::Ready, S::Stopped, vec![], false, None),
+            (true, run.clone(), E::WatchdogPing, run.clone(), vec![], true, None),
+            (true, run.clone(), E::WatchdogTimedOut, run.clone(),
+                kill("watchdog timeout: no WATCHDOG=1 within 10s: killing"), true, Some(Missed::Watchdog)),
+            (false, run.clone(), E::ReadyTimedOut, run.clone(),
+                kill("not ready within 60s (no READY=1): killing"), false, Some(Missed::Ready)),
+            // Late: READY=1 came first.
+            (true, run.clone(), E::ReadyTimedOut, run.clone(), vec![], true, None),
+            // Frozen: no bound runs.
+            (true, frozen.clone(), E::WatchdogTimedOut, frozen.clone(), vec![], true, None),
+            (true, S::Stopped, E::WatchdogTimedOut, S::Stopped, vec![], true, None),
+        ];
+        for (row, (ready, state, event, to, actions, ready_after, missed)) in
+            table.into_iter().enumerate()
+        {
+            let life = Life {
+                state: state.clone(),
+                ready,
+                ..Life::new(&p)
+            };
+            let (after, out) = step(&p, life, event.clone(), t0);
+            assert_eq!(after.state, to, "row {row}: {state:?} on {event:?}");
+            assert_eq!(out, actions, "row {row}: {state:?} on {event:?}");
+            assert_eq!(after.ready, ready_after, "row {row}");
+            assert_eq!(after.missed, missed, "row {row}");
+        }
+    }
+
+    #[test]
+    fn readiness_bounds_and_the_watchdog_exit_reason() {
+        let p = notify_policy();
+        let t0 = Instant::now();
+        let starting = Life {
+            state: S::Starting { deadline: t0 },
+            ready: true,
+            missed: Some(Missed::Watchdog),
+            ..Life::new(&p)
+        };
+        // A new run starts unready, its bounds counted from its start.
+        let (life, _) = step(&p, starting, E::SetupFinished { pid: 3 }, t0);
+        assert!(!life.ready && life.missed.is_none());
+        assert_eq!(
+            life.readiness_timer(&p),
+            Some((t0 + p.ready_timeout, E::ReadyTimedOut))
+        );
+        let at = t0 + Duration::from_secs(2);
+        let (life, _) = step(&p, life, E::Ready, at);
+        assert_eq!(
+            life.readiness_timer(&p),
+            Some((at + Duration::from_secs(10), E::WatchdogTimedOut))
+        );
+        let ping = at + Duration::from_secs(5);
+        let (life, _) = step(&p, life, E::WatchdogPing, ping);
+        assert_eq!(
+            life.readiness_timer(&p),
+            Some((ping + Duration::from_secs(10), E::WatchdogTimedOut))
+        );
+        // Without a watchdog, nothing after READY=1; without notify, nothing at all.
+        let quiet = Policy {
+            watchdog: None,
+            ..notify_policy()
+        };
+        assert_eq!(life.readiness_timer(&quiet), None);
+        assert_eq!(life.readiness_timer(&policy()), None);
+        // The watchdog's kill ends the run with exit_reason watchdog, and it restarts.
+        let (life, _) = step(&p, life, E::WatchdogTimedOut, ping);
+        assert_eq!(life.readiness_timer(&p), None);
+        let (life, out) = step(
+            &p,
+            life,
+            E::InitExited(Exit {
+                code: 137,
+                signaled: true,
+                oom_killed: false,
+            }),
+            ping,
+        );
+        assert!(matches!(life.state, S::Backoff { .. }), "{:?}", life.state);
+        assert_eq!(life.last_exit.unwrap().reason, ExitReason::Watchdog);
+        assert!(out.contains(&log("restarting in 0.1s")), "{out:?}");
+        // A thaw gives a whole interval again.
+        let frozen = Life {
+            state: S::Thawing {
+                since: t0,
+                deadline: t0,
+            },
+            ready: true,
+            pinged: Some(t0),
+            ..Life::new(&p)
+        };
+        let later = t0 + Duration::from_secs(100);
+        let (life, _) = step(&p, frozen, E::ThawConfirmed, later);
+        assert_eq!(
+            life.readiness_timer(&p),
+            Some((later + Duration::from_secs(10), E::WatchdogTimedOut))
+        );
     }
 
     #[test]
@@ -1314,6 +1668,49 @@ mod tests {
             t0,
         );
         assert_eq!(life.error, None);
+    }
+
+    #[test]
+    fn an_unhealthy_restart_is_counted_and_limited() {
+        let p = Policy {
+            restart_limit: Some(config::RestartLimit {
+                count: 1,
+                window: Duration::from_secs(60),
+            }),
+            ..policy()
+        };
+        let t0 = Instant::now();
+        let run = S::Running { since: t0 };
+        let life = Life {
+            state: run.clone(),
+            ..Life::new(&p)
+        };
+        let (life, _) = step(&p, life, E::Unhealthy, t0);
+        assert_eq!(life.restarts, 1);
+        assert_eq!(
+            life.state,
+            S::StopQueued {
+                then: After::Start,
+                frozen: false
+            }
+        );
+        let (life, out) = step(
+            &p,
+            Life {
+                state: run.clone(),
+                ..life
+            },
+            E::Unhealthy,
+            t0,
+        );
+        assert_eq!(life.state, run);
+        assert_eq!(life.restarts, 1);
+        assert_eq!(
+            out,
+            [log(
+                "unhealthy: restart limit reached (1 restarts within 60s): not restarting"
+            )]
+        );
     }
 
     #[test]

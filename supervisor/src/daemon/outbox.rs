@@ -7,8 +7,6 @@ use std::io::{ErrorKind, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use crate::protocol::{self, Response};
-
 /// How long a client may take to send its request or read its answer.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -20,11 +18,11 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
-    /// `stream` must be non-blocking.
-    pub fn new(stream: UnixStream, response: &Response) -> Outgoing {
+    /// Encoded lines (`protocol::encode`); `stream` must be non-blocking.
+    pub fn bytes(stream: UnixStream, bytes: Vec<u8>) -> Outgoing {
         Outgoing {
             stream,
-            bytes: protocol::encode(response),
+            bytes,
             sent: 0,
             deadline: Instant::now() + CLIENT_TIMEOUT,
         }

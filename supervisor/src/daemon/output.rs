@@ -19,6 +19,8 @@ pub const NOTE_PREFIX: &str = "[supervisor] ";
 pub struct LogFiles {
     dir: PathBuf,
     files: HashMap<String, LogFile>,
+    /// Services with `log_console: true`: their lines also go to the console.
+    console: std::collections::HashSet<String>,
 }
 
 impl LogFiles {
@@ -26,7 +28,16 @@ impl LogFiles {
         LogFiles {
             dir,
             files: HashMap::new(),
+            console: std::collections::HashSet::new(),
         }
+    }
+
+    /// Whether `service`'s lines are copied to the console (`log_console`).
+    pub fn set_console(&mut self, service: &str, on: bool) {
+        match on {
+            true => self.console.insert(service.to_string()),
+            false => self.console.remove(service),
+        };
     }
 
     pub fn path(&self, service: &str) -> PathBuf {
@@ -50,6 +61,9 @@ impl LogFiles {
 
     /// A line of the service's output, written at the next `flush`.
     pub fn buffer(&mut self, service: &str, line: &[u8], stamp: &str) {
+        if self.console.contains(service) {
+            crate::boot::console_line(service, line);
+        }
         let file = self.file(service);
         if let Err(err) = file.buffer_line(line, stamp) {
             log::warn!("{}: {err}", file.path().display());
@@ -92,6 +106,16 @@ impl LogPipe {
             fd,
             lines: LineBuffer::default(),
         }
+    }
+
+    /// The start of a line read but not ended yet (kept across a reexec).
+    pub fn pending(&self) -> &[u8] {
+        self.lines.pending()
+    }
+
+    /// Continues a line an earlier daemon had begun to read (reexec).
+    pub fn resume(&mut self, start: &[u8]) {
+        self.lines.feed(start, |_| {});
     }
 
     /// Reads what is available (the fd is non-blocking) into the log. Returns

@@ -12,7 +12,16 @@ pub const PIPE: u64 = 1 << 61;
 pub const SETUP: u64 = 1 << 60;
 pub const CGROUP: u64 = 1 << 59;
 pub const REPLY: u64 = 1 << 58;
-pub const KINDS: u64 = CONNECTION | PIPE | SETUP | CGROUP | REPLY;
+/// A health check's output pipe.
+pub const HEALTH: u64 = 1 << 50;
+/// sd_notify sockets of `ready: notify` services.
+pub const NOTIFY: u64 = 1 << 52;
+/// `events` clients.
+pub const SUBSCRIBER: u64 = 1 << 54;
+/// pidfds of adopted inits (not our children: no SIGCHLD for them).
+pub const PIDFD: u64 = 1 << 56;
+pub const KINDS: u64 =
+    CONNECTION | PIPE | SETUP | CGROUP | REPLY | HEALTH | NOTIFY | SUBSCRIBER | PIDFD;
 
 pub struct Poller {
     pub epoll: Epoll,

@@ -7,7 +7,15 @@ use config::Config;
 
 use super::lifecycle::{Event, Policy};
 use super::services::Services;
-use crate::protocol::ReloadReport;
+use crate::protocol::{EventDetails, EventKind, ReloadReport};
+
+/// The `reloaded` event of a service a reload `added`, `changed` or `removed`.
+fn reloaded(change: &str) -> EventDetails {
+    EventDetails {
+        change: Some(change.to_string()),
+        ..EventDetails::default()
+    }
+}
 
 impl Services {
     /// `new` is already validated. Returns what was done and the services
@@ -45,6 +53,8 @@ impl Services {
             let name = self.list[idx].name().to_string();
             match self.config.service(&name).cloned() {
                 None => {
+                    self.events
+                        .emit(&name, EventKind::Reloaded, reloaded("removed"));
                     report.removed.push(name);
                     self.feed(id, Event::Removed);
                 }
@@ -58,6 +68,8 @@ impl Services {
                     svc.policy = Policy::of(&service);
                     svc.service = service;
                     let had_run = svc.life.state.has_run();
+                    self.events
+                        .emit(&name, EventKind::Reloaded, reloaded("changed"));
                     self.feed(id, Event::Changed);
                     let Some(idx) = self.list.iter().position(|s| s.id == id) else {
                         continue;
@@ -82,6 +94,8 @@ impl Services {
         for service in self.config.services.clone() {
             if self.index(&service.name).is_none() {
                 added.push(service.name.clone());
+                self.events
+                    .emit(&service.name, EventKind::Reloaded, reloaded("added"));
                 self.add(service);
             }
         }

@@ -25,9 +25,27 @@ impl Daemon {
             Request::Logs { name } => Response::Log {
                 path: self.services.logs.path(&name),
             },
+            // Also while shutting down: the stops are events too.
+            Request::Events { since_ms } => {
+                self.subscribe(stream, since_ms);
+                return;
+            }
+            Request::Power { action } => {
+                let response = self.power(&stream, action);
+                self.reply(stream, &response);
+                return;
+            }
             Request::Shutdown => {
                 self.begin_shutdown();
                 self.shutdown_waiters.push(stream);
+                return;
+            }
+            Request::Reexec if self.shutting_down => Response::Error {
+                message: "the daemon is shutting down".into(),
+            },
+            Request::Reexec => {
+                // Answered by the next image, or here if the exec fails.
+                self.reexec(stream);
                 return;
             }
             _ if self.shutting_down => Response::Error {
@@ -72,6 +90,33 @@ impl Daemon {
             }
         };
         self.reply(stream, &response);
+    }
+
+    /// `poweroff`, `reboot`, `halt`: root only, and only when this daemon is
+    /// PID 1 of the machine (a daemon under systemd must not take the host down).
+    fn power(&mut self, stream: &UnixStream, action: crate::protocol::PowerAction) -> Response {
+        let refuse = |message: String| Response::Error { message };
+        if !crate::boot::active() {
+            return refuse(format!(
+                "refused: {} is for a supervisor that booted the machine (PID 1); this daemon is \
+                 PID {} (use the host's own {0})",
+                action.as_str(),
+                std::process::id()
+            ));
+        }
+        match control::peer_uid(stream) {
+            Ok(0) => {}
+            Ok(uid) => {
+                return refuse(format!(
+                    "permission denied: {} needs root, not uid {uid}",
+                    action.as_str()
+                ))
+            }
+            Err(message) => return refuse(message),
+        }
+        crate::boot::request(action);
+        self.begin_shutdown();
+        Response::Done
     }
 
     /// Parks the client until every named service has answered `wait`.
@@ -137,6 +182,13 @@ impl Daemon {
         crate::own_cgroup::prepare(&new, crate::own_cgroup::DAEMON_LEAF)
             .map_err(|err| format!("{err:#}"))?;
         log::info!("reloading {}", path.display());
+        let record = super::state_file::ConfigRecord {
+            path: new.path.clone(),
+            text: std::fs::read_to_string(&path).unwrap_or_default(),
+        };
+        if let Err(err) = super::state_file::write_config(&self.state_dir, &record) {
+            log::warn!("recording the service list: {err}");
+        }
         Ok(self.services.reconcile(new))
     }
 
@@ -201,6 +253,11 @@ fn named(request: &Request) -> &[String] {
         | Request::Freeze { names }
         | Request::Thaw { names } => names,
         Request::Logs { name } | Request::Status { name: Some(name) } => std::slice::from_ref(name),
-        Request::Status { name: None } | Request::Reload { .. } | Request::Shutdown => &[],
+        Request::Status { name: None }
+        | Request::Reload { .. }
+        | Request::Shutdown
+        | Request::Reexec
+        | Request::Events { .. }
+        | Request::Power { .. } => &[],
     }
 }

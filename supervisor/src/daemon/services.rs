@@ -4,7 +4,7 @@
 //! answers). Nothing here waits on a service or on the kernel: container setup,
 //! freeze, thaw and kill report back through epoll or a timer.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::{AsFd, OwnedFd};
 use std::rc::Rc;
@@ -18,12 +18,17 @@ use nix::sys::signal::kill;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use super::events::{self, Events};
 use super::lifecycle::{self, Action, Event, Exit, State, Wait};
 use super::output::LogFiles;
 use super::poller::{self, Poller};
+use super::state_file::{self, ServiceRecord};
 use super::supervised::{FreezerWatch, Run, Supervised};
-use crate::container::{self, Setup, SpawnRequest, Stdio};
+use crate::container::{self, Held, Setup, SpawnRequest, Stdio};
 use crate::protocol::ServiceStatus;
+
+mod health_checks;
+pub use health_checks::HealthRun;
 
 /// The v1 freezer has no notification: it is looked at again after a pause
 /// growing from the first to the last.
@@ -48,9 +53,22 @@ pub struct Services {
     pub old_cgroup_parents: Vec<(CgroupDriver, String)>,
     /// Answers since the event loop last collected them.
     pub answers: Vec<Answer>,
-    poller: Rc<Poller>,
+    /// Services taken over from an earlier daemon (or ended while none ran):
+    /// autostart leaves them alone.
+    pub adopted: BTreeSet<String>,
+    /// Line starts an earlier daemon had read from a log pipe (reexec).
+    pub partial_lines: HashMap<String, Vec<u8>>,
+    /// The state records last written, by service id (see `persist`).
+    pub(super) recorded: HashMap<u64, ServiceRecord>,
+    /// The services marked stopped on disk (see `state_file::mark_stopped`).
+    pub marked_stopped: BTreeSet<String>,
+    pub(super) poller: Rc<Poller>,
+    /// Lifecycle events, for `supervisor events`.
+    pub events: Events,
     /// Events not yet fed to their service's lifecycle (actions may cause more).
     queue: VecDeque<(u64, Event)>,
+    /// Health checks under way.
+    checks: health_checks::Checks,
     next_id: u64,
 }
 
@@ -63,8 +81,14 @@ impl Services {
             new_pipes: Vec::new(),
             old_cgroup_parents: Vec::new(),
             answers: Vec::new(),
+            adopted: BTreeSet::new(),
+            partial_lines: HashMap::new(),
+            recorded: HashMap::new(),
+            marked_stopped: BTreeSet::new(),
+            events: Events::default(),
             poller,
             queue: VecDeque::new(),
+            checks: Default::default(),
             next_id: 0,
         };
         for service in services.config.services.clone() {
@@ -87,7 +111,7 @@ impl Services {
             .position(|s| s.name() == name && !s.removed())
     }
 
-    fn position(&self, id: u64) -> Option<usize> {
+    pub(super) fn position(&self, id: u64) -> Option<usize> {
         self.list.iter().position(|s| s.id == id)
     }
 
@@ -154,20 +178,46 @@ impl Services {
             return;
         };
         let svc = &mut self.list[idx];
+        let was_ready = svc.is_ready();
         log::debug!("{}: {:?} on {event:?}", svc.name(), svc.life.state);
         let life = std::mem::replace(&mut svc.life, lifecycle::Life::new(&svc.policy));
-        let (life, actions) = lifecycle::step(&svc.policy, life, event, Instant::now());
+        let before = life.state.clone();
+        let now = Instant::now();
+        let (life, actions) = lifecycle::step(&svc.policy, life, event.clone(), now);
+        let occurred = events::derive(&before, &event, &life, now);
         svc.life = life;
+        let name = svc.name().to_string();
+        // The state a crash in the middle of the actions leaves to the next daemon.
+        self.persist(id);
+        self.events.emit_all(&name, occurred);
         for action in actions {
             self.apply(id, action);
         }
         self.sync_watch(id);
+        self.persist(id);
+        self.sync_health(id);
+        self.note_ready(id, was_ready);
+    }
+
+    /// The `ready` event, when this step made the service ready (READY=1, or
+    /// the start of a service without a readiness rule).
+    fn note_ready(&mut self, id: u64, was_ready: bool) {
+        let Some(idx) = self.position(id) else {
+            return;
+        };
+        let svc = &self.list[idx];
+        if !was_ready && svc.is_ready() {
+            let name = svc.name().to_string();
+            self.events
+                .emit(&name, crate::protocol::EventKind::Ready, Default::default());
+        }
     }
 
     /// Asks `name` and, first, whatever it depends on to start.
     pub fn start(&mut self, name: &str) {
         let mut needed = BTreeSet::new();
         self.collect_dependencies(name, &mut needed);
+        let needed_list: Vec<String> = needed.iter().cloned().collect();
         let order: Vec<String> = self
             .config
             .start_order()
@@ -183,7 +233,10 @@ impl Services {
                     .life
                     .state
                     .is_up();
-                if dep == name || !up {
+                // A one-shot that completed is not run again for a dependent
+                // waiting for its completion (`restart` runs it again).
+                let completed = dep != name && self.completed_for(&dep, &needed_list);
+                if dep == name || (!up && !completed) {
                     self.feed(id, Event::Start);
                 }
             }
@@ -235,23 +288,11 @@ impl Services {
                 continue;
             };
             let dep_svc = &self.list[idx];
-            match &dep_svc.life.state {
-                s if s.is_up() => {}
-                State::Exited => {}
-                State::Pending | State::Starting { .. } | State::SetupFailing { .. } => {
-                    return None
-                }
-                s if s.then() == Some(lifecycle::After::Start) => return None,
-                s => {
-                    let why = dep_svc
-                        .life
-                        .error
-                        .clone()
-                        .unwrap_or_else(|| format!("it is {}", s.word().as_str()));
-                    return Some(Event::DependencyFailed(format!(
-                        "not started: dependency {dep} failed: {why}"
-                    )));
-                }
+            let condition = svc.service.condition(dep);
+            match dep_svc.meets(condition) {
+                Some(true) => {}
+                Some(false) => return None,
+                None => return Some(Event::DependencyFailed(dep_svc.unmet(condition))),
             }
         }
         Some(Event::DependenciesUp)
@@ -272,6 +313,9 @@ impl Services {
         match action {
             Action::Spawn => self.spawn(idx),
             Action::Signal(signal) => {
+                if matches!(self.list[idx].life.state, State::Stopping { .. }) {
+                    super::adopt::crash_hook("stop");
+                }
                 if let Some(pid) = self.list[idx].pid() {
                     match kill(Pid::from_raw(pid), signal) {
                         // Already gone: its exit is on the way.
@@ -295,6 +339,9 @@ impl Services {
                     Some(cgroup) => cgroup.begin_set_frozen(freeze),
                     None => Ok(()),
                 };
+                if freeze {
+                    super::adopt::crash_hook("freeze");
+                }
                 if let Err(err) = asked {
                     let verb = if freeze { "freeze" } else { "thaw" };
                     self.logs.note(&name, &format!("{verb}: {err}"));
@@ -318,7 +365,13 @@ impl Services {
                     }
                 }
             }
-            Action::Teardown { keep_cgroup } => self.teardown(idx, keep_cgroup),
+            Action::Teardown { keep_cgroup } => {
+                // Before the teardown removes `state_dir/containers` if it is empty.
+                self.recorded.remove(&id);
+                state_file::remove(&self.config.state_dir, &name);
+                self.list[idx].pidfd = None;
+                self.teardown(idx, keep_cgroup)
+            }
             Action::RemoveCgroup => {
                 if let Run::Kept(cgroup) = std::mem::replace(&mut self.list[idx].run, Run::None) {
                     if let Err(err) = cgroup.destroy() {
@@ -334,6 +387,9 @@ impl Services {
             }),
             Action::Forget => {
                 let svc = self.list.remove(idx);
+                if self.marked_stopped.remove(svc.name()) {
+                    state_file::mark_stopped(&self.config.state_dir, svc.name(), false);
+                }
                 // Its file stays open if a service of the same name came back.
                 if self.index(svc.name()).is_none() {
                     self.logs.forget(svc.name());
@@ -369,16 +425,43 @@ impl Services {
                 return;
             }
         };
+        self.logs
+            .set_console(&name, self.list[idx].service.log_console);
         if let Some(warning) = crate::host_cpus::warning(self.list[idx].service.limits.cpus) {
             self.logs.note(&name, &warning);
         }
+        // Room for what the service writes while no daemon reads (see `adopt`).
+        if let Err(err) = nix::fcntl::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&read),
+            nix::fcntl::FcntlArg::F_SETPIPE_SZ(LOG_PIPE_SIZE),
+        ) {
+            log::debug!("{name}: log pipe size: {err}");
+        }
+        let status_file = state_file::open_status_file(&self.config.state_dir, &name);
+        let notify_socket = match self.open_notify(idx) {
+            Ok(path) => path,
+            Err(error) => {
+                if let Some(cgroup) = kept {
+                    let _ = cgroup.destroy();
+                }
+                self.queue.push_back((id, Event::SetupFailed(error)));
+                self.queue.push_back((id, Event::InitExited(no_process())));
+                return;
+            }
+        };
         let begun = container::begin(SpawnRequest {
             config: &self.config,
             service: &self.list[idx].service,
             command: None,
             stdio: Stdio::Log(write),
             cgroup: kept,
+            held: status_file.as_ref().map(|file| Held {
+                log_reader: read.as_fd(),
+                status_file: file.as_fd(),
+            }),
+            notify_socket,
         });
+        super::adopt::crash_hook("start");
         self.new_pipes.push((name.clone(), read));
         match begun {
             Ok(starting) => {
@@ -437,6 +520,7 @@ impl Services {
     /// After init's exit: the run's final accounting, then its resources go
     /// (or its emptied cgroup is kept for the next run).
     fn teardown(&mut self, idx: usize, keep_cgroup: bool) {
+        self.close_notify(idx);
         let name = self.list[idx].name().to_string();
         let container = match std::mem::replace(&mut self.list[idx].run, Run::None) {
             Run::Up(container) => container,
@@ -458,19 +542,30 @@ impl Services {
         }
     }
 
-    /// Reaps every exited child; a service's init exit goes to its lifecycle.
-    pub fn reap(&mut self) {
+    /// Reaps every exited child: a health check's result is recorded; the
+    /// exits of the services' inits (pid, status, signaled) are returned.
+    pub fn collect_exits(&mut self) -> Vec<(Pid, i32, bool)> {
+        let mut exits = Vec::new();
         loop {
             let (pid, code, signaled) = match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(pid, code)) => (pid, code, false),
                 Ok(WaitStatus::Signaled(pid, signal, _)) => (pid, 128 + signal as i32, true),
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return exits,
                 Ok(_) | Err(Errno::EINTR) => continue,
                 Err(err) => {
                     log::error!("waitpid: {err}");
-                    return;
+                    return exits;
                 }
             };
+            if !self.probe_exited(pid, code) {
+                exits.push((pid, code, signaled));
+            }
+        }
+    }
+
+    /// Feeds the exits `collect_exits` returned to the services' lifecycles.
+    pub fn handle_exits(&mut self, exits: Vec<(Pid, i32, bool)>) {
+        for (pid, code, signaled) in exits {
             match self.list.iter().position(|s| s.pid() == Some(pid.as_raw())) {
                 Some(idx) => self.on_exit(idx, code, signaled),
                 None => log::debug!("reaped pid {pid} (not a service), status {code}"),
@@ -478,7 +573,11 @@ impl Services {
         }
     }
 
-    fn on_exit(&mut self, idx: usize, code: i32, signaled: bool) {
+    pub(super) fn on_exit(&mut self, idx: usize, code: i32, signaled: bool) {
+        // Reaped (after a reexec) or seen through its pidfd: once is enough.
+        if let Some((pidfd, _)) = self.list[idx].pidfd.take() {
+            self.poller.delete(pidfd.as_fd());
+        }
         // What the setup said before it went comes first.
         if matches!(self.list[idx].run, Run::Starting(_)) {
             self.read_setup(idx);
@@ -596,6 +695,11 @@ impl Services {
                     due.push((svc.id, event));
                 }
             }
+            if let Some((at, event)) = svc.life.readiness_timer(&svc.policy) {
+                if at <= now {
+                    due.push((svc.id, event));
+                }
+            }
             if let Some(FreezerWatch::Recheck { at, pause }) = &mut svc.watch {
                 if *at <= now {
                     *pause = (*pause * 2).min(RECHECK_MAX);
@@ -612,14 +716,21 @@ impl Services {
         }
         for (id, event) in due {
             // Only if it is still what the state waits for.
-            let still = self
-                .position(id)
-                .and_then(|idx| self.list[idx].life.state.timer())
-                .is_some_and(|(at, e)| at <= now && e == event);
+            let still = self.position(id).is_some_and(|idx| {
+                let svc = &self.list[idx];
+                [
+                    svc.life.state.timer(),
+                    svc.life.readiness_timer(&svc.policy),
+                ]
+                .into_iter()
+                .flatten()
+                .any(|(at, e)| at <= now && e == event)
+            });
             if still {
                 self.feed(id, event);
             }
         }
+        self.run_health(now);
     }
 
     /// Stops everything (reverse dependency order); nothing restarts after.
@@ -665,6 +776,9 @@ fn recheck(pause: Duration) -> FreezerWatch {
         pause,
     }
 }
+
+/// A log pipe's capacity: what a service may write while no daemon reads.
+const LOG_PIPE_SIZE: i32 = 1 << 20;
 
 /// The exit of a run whose process never existed (its start failed here).
 fn no_process() -> Exit {

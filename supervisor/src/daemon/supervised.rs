@@ -44,6 +44,14 @@ pub struct Supervised {
     pub last_stats: Option<cgroups::Stats>,
     /// OOM kills its kept cgroup had counted before the current run.
     pub oom_baseline: u64,
+    /// An adopted init (not our child): its pidfd and epoll token.
+    pub pidfd: Option<(std::os::fd::OwnedFd, u64)>,
+    /// With a healthcheck: the current run's health (see `health.rs`).
+    pub health: Option<super::services::HealthRun>,
+    /// `ready: notify`: the current run's sd_notify socket and its epoll token.
+    pub notify: Option<(super::notify::NotifySocket, u64)>,
+    /// The last `STATUS=` of the current run (None between runs).
+    pub status_text: Option<String>,
 }
 
 impl Supervised {
@@ -59,6 +67,10 @@ impl Supervised {
             watch: None,
             last_stats: None,
             oom_baseline: 0,
+            pidfd: None,
+            health: None,
+            notify: None,
+            status_text: None,
         }
     }
 
@@ -90,12 +102,21 @@ impl Supervised {
 
     /// The next moment it needs the daemon without any event.
     pub fn deadline(&self) -> Option<Instant> {
-        let timer = self.life.state.timer().map(|(at, _)| at);
+        let timer = self
+            .life
+            .state
+            .timer()
+            .into_iter()
+            .chain(self.life.readiness_timer(&self.policy))
+            .map(|(at, _)| at)
+            .min();
         let recheck = match &self.watch {
             Some(FreezerWatch::Recheck { at, .. }) => Some(*at),
             _ => None,
         };
-        timer.into_iter().chain(recheck).min()
+        let running = matches!(self.life.state, State::Running { .. });
+        let health = self.health.as_ref().and_then(|h| h.deadline(running));
+        timer.into_iter().chain(recheck).chain(health).min()
     }
 
     pub fn status(&self, cgroup_parent: &str) -> ServiceStatus {
@@ -147,6 +168,15 @@ impl Supervised {
                     .collect(),
                 _ => Default::default(),
             },
+            health: self.health.as_ref().map(|h| h.tracker.state),
+            health_failing_streak: self.health.as_ref().map_or(0, |h| h.tracker.failing_streak),
+            health_log: self
+                .health
+                .as_ref()
+                .map(|h| h.tracker.log.iter().cloned().collect())
+                .unwrap_or_default(),
+            ready: self.is_ready(),
+            status_text: self.status_text.clone(),
         }
     }
 }

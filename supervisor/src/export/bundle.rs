@@ -5,7 +5,7 @@ use std::path::Path;
 
 use cgroups::{DeviceKind, DevicePolicy};
 use config::{Capabilities, Service, CAPABILITY_NAMES, USERNS_RANGE};
-use images::DeviceNode;
+use rootfs::DeviceNode;
 use serde_json::{json, Value};
 
 /// The runtime-spec version written.
@@ -40,8 +40,8 @@ pub fn config(service: &Service, resolved: &Resolved) -> Value {
     let mut linux = json!({
         "namespaces": namespaces(service),
         "resources": resources(service, &resolved.policy),
-        "maskedPaths": absolute(images::MASKED_PATHS),
-        "readonlyPaths": absolute(images::READONLY_PATHS),
+        "maskedPaths": absolute(rootfs::MASKED_PATHS),
+        "readonlyPaths": absolute(rootfs::READONLY_PATHS),
     });
     if !resolved.nodes.is_empty() {
         linux["devices"] = json!(resolved.nodes.iter().map(device).collect::<Vec<_>>());

@@ -44,6 +44,11 @@ pub fn run(config_path: &Path, name: &str, dir: &Path) -> anyhow::Result<()> {
             "supervisor: warning: service {name}: networks, ports and dns are not exported (the bundle's network namespace has only lo)"
         );
     }
+    if service.ready == config::Ready::Notify {
+        eprintln!(
+            "supervisor: warning: service {name}: ready: notify and watchdog are not exported (an OCI runtime gives it no NOTIFY_SOCKET)"
+        );
+    }
     let created = !dir.exists();
     let written = write_bundle(dir, &image_dir, &spec, resolved.id_range.unwrap_or(0))
         .with_context(|| format!("export {name} to {}", dir.display()));
@@ -116,7 +121,7 @@ fn resolve(
     let mut nodes = devices.nodes;
     if devices.all_host_devices {
         // As the supervisor gives them: the configured ones win a path.
-        let host = images::host_device_nodes().context("list the host's devices")?;
+        let host = rootfs::host_device_nodes().context("list the host's devices")?;
         let configured: Vec<_> = nodes.iter().map(|n| n.path.clone()).collect();
         nodes.extend(host.into_iter().filter(|n| !configured.contains(&n.path)));
     }

@@ -132,6 +132,11 @@ impl LineBuffer {
         }
     }
 
+    /// The start of a line not ended yet.
+    pub fn pending(&self) -> &[u8] {
+        &self.pending
+    }
+
     /// At end of stream: the unterminated last line, if any.
     pub fn finish(&mut self, emit: impl FnOnce(&[u8])) {
         if !self.pending.is_empty() {

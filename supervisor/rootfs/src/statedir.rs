@@ -9,7 +9,7 @@ use nix::mount::MsFlags;
 
 use crate::fsroot::Root;
 use crate::mounts::{Kind, Missing, Target};
-use crate::rootfs::BindMount;
+use crate::setup::BindMount;
 use crate::Error;
 
 /// Where the state directory shows inside a service, worked out on the

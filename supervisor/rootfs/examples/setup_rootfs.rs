@@ -1,9 +1,9 @@
-//! Sets up a root filesystem with `images::setup_rootfs`, then execs a command
+//! Sets up a root filesystem with `rootfs::setup_rootfs`, then execs a command
 //! in it. A debugging aid, and what tests/images.rs runs in new namespaces:
 //!
 //!     unshare --mount --pid --fork setup_rootfs SPEC.json COMMAND [ARG...]
 //!
-//! SPEC.json is an `images::RootfsSpec` in JSON.
+//! SPEC.json is an `rootfs::RootfsSpec` in JSON.
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
@@ -14,7 +14,7 @@ fn main() -> ExitCode {
         eprintln!("usage: setup_rootfs SPEC.json COMMAND [ARG...]");
         return ExitCode::from(2);
     };
-    let spec: images::RootfsSpec = match std::fs::read(spec_path)
+    let spec: rootfs::RootfsSpec = match std::fs::read(spec_path)
         .map_err(|e| e.to_string())
         .and_then(|text| serde_json::from_slice(&text).map_err(|e| e.to_string()))
     {
@@ -24,7 +24,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = images::setup_rootfs(&spec) {
+    if let Err(e) = rootfs::setup_rootfs(&spec) {
         eprintln!("setup_rootfs: {e}");
         return ExitCode::FAILURE;
     }

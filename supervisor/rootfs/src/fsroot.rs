@@ -7,7 +7,7 @@ use std::ffi::OsStr;
 use std::fs::OpenOptions;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -17,13 +17,13 @@ use crate::sys;
 use crate::Error;
 
 #[derive(Debug)]
-pub(crate) struct Root {
+pub struct Root {
     fd: OwnedFd,
     path: PathBuf,
 }
 
 impl Root {
-    pub(crate) fn open(path: &Path) -> Result<Root, Error> {
+    pub fn open(path: &Path) -> Result<Root, Error> {
         let file = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
@@ -35,22 +35,22 @@ impl Root {
         })
     }
 
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+    pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
 
-    pub(crate) fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// Opens `rel`, resolved inside the root.
-    pub(crate) fn open_at(&self, rel: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
+    pub fn open_at(&self, rel: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
         sys::openat_in_root(self.fd(), rel, flags)
     }
 
     /// Opens directory `rel` as an `O_PATH` handle, creating missing components
     /// (root-owned, `mode`) on the way. Every component is resolved inside the root.
-    pub(crate) fn mkdir_all(&self, rel: &Path, mode: Mode) -> nix::Result<OwnedFd> {
+    pub fn mkdir_all(&self, rel: &Path, mode: Mode) -> nix::Result<OwnedFd> {
         let flags = OFlag::O_PATH | OFlag::O_DIRECTORY;
         match self.open_at(rel, flags) {
             Err(Errno::ENOENT) => {}
@@ -78,48 +78,12 @@ impl Root {
 
     /// The parent directory of `rel` (created if missing) and its last component.
     /// `rel` must be normalized and not empty.
-    pub(crate) fn parent_of<'a>(&self, rel: &'a Path) -> nix::Result<(OwnedFd, &'a OsStr)> {
+    pub fn parent_of<'a>(&self, rel: &'a Path) -> nix::Result<(OwnedFd, &'a OsStr)> {
         let name = rel.file_name().ok_or(Errno::EINVAL)?;
         let parent = rel.parent().unwrap_or(Path::new(""));
         Ok((
             self.mkdir_all(parent, Mode::from_bits_truncate(0o755))?,
             name,
         ))
-    }
-}
-
-/// Turns an archive path into one relative to the image root: `/` and `.`
-/// components are dropped (an absolute path is confined to the image, as
-/// GNU tar does), and `..` is refused.
-pub(crate) fn normalize(path: &Path) -> Result<PathBuf, &'static str> {
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::RootDir | Component::CurDir => {}
-            Component::ParentDir => return Err("refused: path contains '..'"),
-            Component::Normal(name) => out.push(name),
-            Component::Prefix(_) => return Err("refused: path has a prefix"),
-        }
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn normalize_confines_and_refuses() {
-        assert_eq!(
-            normalize(Path::new("./etc/passwd")).unwrap(),
-            Path::new("etc/passwd")
-        );
-        assert_eq!(
-            normalize(Path::new("/etc//passwd")).unwrap(),
-            Path::new("etc/passwd")
-        );
-        assert_eq!(normalize(Path::new("./")).unwrap(), Path::new(""));
-        assert!(normalize(Path::new("a/../../etc")).is_err());
-        assert!(normalize(Path::new("..")).is_err());
     }
 }

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 
-use crate::rootfs::RootfsSpec;
+use crate::setup::RootfsSpec;
 use crate::{sys, Error};
 
 /// Opens what the child `pid` (in its new user and mount namespaces, its id
@@ -150,7 +150,7 @@ fn fd_path(fd: &OwnedFd) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rootfs::BindMount;
+    use crate::setup::BindMount;
 
     fn fds(n: usize) -> Vec<OwnedFd> {
         (0..n)

@@ -1,0 +1,633 @@
+//! Services outlive the daemon, for real (as root): a daemon killed with
+//! SIGKILL (at rest, or by the test hook SUPERVISOR_TEST_CRASH_AT in the
+//! middle of a start, a stop or a freeze) and started again adopts what runs
+//! (same pids, no restart, logs without gap or duplicate), restarts by its
+//! policy what ended meanwhile, and leaves nothing behind; `reexec` keeps
+//! pids and logs. Each test has its own state_dir and cgroup_parent.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use integration_tests::{bin, busybox_rootfs, require_root, unique_name, BoundedCommand};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+/// Generous: the machine is small and busy; tests wait on conditions, never on timings.
+const WAIT: Duration = Duration::from_secs(90);
+
+/// Prints "tick N" for N = 1, 2, ... every 20 ms.
+const TICKER: &str = "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.02; done";
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    state: PathBuf,
+    config: PathBuf,
+    cgroup_parent: String,
+    /// The daemon's binary.
+    exe: PathBuf,
+    daemon: Option<Child>,
+}
+
+impl Fixture {
+    /// `services`: the YAML of the `services:` mapping (indented by 2), where
+    /// `ROOTFS` stands for the rootfs path.
+    fn new(services: &str) -> Fixture {
+        require_root();
+        let dir = tempfile::Builder::new()
+            .prefix("adopt-test")
+            .tempdir_in("/tmp")
+            .unwrap();
+        busybox_rootfs(&dir.path().join("rootfs"));
+        let fixture = Fixture {
+            state: dir.path().join("state"),
+            config: dir.path().join("services.yaml"),
+            cgroup_parent: unique_name("adopt-test"),
+            exe: bin("supervisor"),
+            dir,
+            daemon: None,
+        };
+        fixture.write_config(services);
+        fixture
+    }
+
+    fn write_config(&self, services: &str) {
+        let rootfs = self.dir.path().join("rootfs");
+        let text = format!(
+            "state_dir: {}\ncgroup_parent: {}\nservices:\n{}",
+            self.state.display(),
+            self.cgroup_parent,
+            services.replace("ROOTFS", &rootfs.display().to_string())
+        );
+        fs::write(&self.config, text).unwrap();
+    }
+
+    fn start_daemon(&mut self) {
+        self.start_daemon_with(None);
+        self.wait_answering();
+    }
+
+    /// Starts the daemon, with the crash test hook set to `crash_at` if any.
+    fn start_daemon_with(&mut self, crash_at: Option<&str>) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("daemon.stderr"))
+            .unwrap();
+        let mut command = Command::new(&self.exe);
+        command
+            .args(["daemon", "-c"])
+            .arg(&self.config)
+            .env("SUPERVISOR_LOG", "debug")
+            .env_remove("SUPERVISOR_STATE_DIR")
+            .env_remove("SUPERVISOR_TEST_CRASH_AT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        if let Some(step) = crash_at {
+            command.env("SUPERVISOR_TEST_CRASH_AT", step);
+        }
+        self.daemon = Some(command.spawn().unwrap());
+    }
+
+    fn wait_answering(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        while !self.cli(&["status"]).status.success() {
+            if let Some(status) = self.daemon.as_mut().unwrap().try_wait().unwrap() {
+                panic!("daemon exited with {status}: {}", self.daemon_stderr());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not answer: {}",
+                self.daemon_stderr()
+            );
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL to the daemon; waits until it is gone.
+    fn kill_daemon(&mut self) {
+        let mut child = self.daemon.take().expect("daemon running");
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+        wait_child(&mut child);
+    }
+
+    /// Waits for the daemon to end by itself (a crash hook); its status.
+    fn wait_daemon_end(&mut self) -> std::process::ExitStatus {
+        let mut child = self.daemon.take().expect("daemon running");
+        wait_child(&mut child)
+    }
+
+    fn daemon_stderr(&self) -> String {
+        fs::read_to_string(self.dir.path().join("daemon.stderr")).unwrap_or_default()
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(bin("supervisor"))
+            .arg("--state-dir")
+            .arg(&self.state)
+            .args(args)
+            .env_remove("SUPERVISOR_STATE_DIR")
+            .stdin(Stdio::null())
+            .bounded_output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "supervisor {args:?} failed: {}\ndaemon: {}",
+            String::from_utf8_lossy(&out.stderr),
+            self.daemon_stderr()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn service(&self, name: &str) -> Value {
+        let text = self.ok(&["status", "--json"]);
+        serde_json::from_str::<Value>(&text)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in status"))
+            .clone()
+    }
+
+    fn wait_for(&self, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let svc = self.service(name);
+            if check(&svc) {
+                return svc;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} never became {what}: {svc}\n{}",
+                self.daemon_stderr()
+            );
+            sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_state(&self, name: &str, state: &str) -> Value {
+        self.wait_for(name, state, |s| s["state"] == state)
+    }
+
+    fn log(&self, name: &str) -> String {
+        fs::read_to_string(self.state.join("logs").join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// The highest tick in the log, once it has gone `past` that number.
+    fn wait_ticks_past(&self, name: &str, past: u64) -> u64 {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let last = ticks(&self.log(name)).last().copied().unwrap_or(0);
+            if last > past {
+                return last;
+            }
+            assert!(Instant::now() < deadline, "{name} stuck at tick {last}");
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `supervisor shutdown`, exit 0, and nothing left: no cgroup, no mount,
+    /// nothing in state_dir/containers.
+    fn shutdown(&mut self) {
+        let mut child = self.daemon.take().expect("daemon running");
+        self.ok(&["shutdown"]);
+        let status = wait_child(&mut child);
+        assert_eq!(status.code(), Some(0), "daemon: {}", self.daemon_stderr());
+        assert_nothing_left(self);
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if self.daemon.is_none() && self.state.join("daemon.config.json").exists() {
+            // A test failed with the daemon down: one more to stop what runs.
+            self.start_daemon_with(None);
+        }
+        if let Some(mut child) = self.daemon.take() {
+            let deadline = Instant::now() + WAIT;
+            while !self.cli(&["status"]).status.success() && Instant::now() < deadline {
+                if child.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                sleep(Duration::from_millis(50));
+            }
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_child(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "daemon did not exit");
+        sleep(Duration::from_millis(50));
+    }
+}
+
+/// The daemon runs on the layout this pass of tests/run.sh set up, if it says.
+fn assert_layout(f: &Fixture) {
+    let Some(want) = integration_tests::expected_layout() else {
+        return;
+    };
+    let log = f.daemon_stderr();
+    let line = log
+        .lines()
+        .find(|l| l.contains("cgroup layout: "))
+        .unwrap_or_else(|| panic!("no layout in the daemon's log:\n{log}"));
+    assert!(
+        line.to_lowercase()
+            .contains(&format!("cgroup layout: {want}, ")),
+        "expected {want}: {line}"
+    );
+}
+
+/// The tick numbers of a log, in order.
+fn ticks(log: &str) -> Vec<u64> {
+    log.lines()
+        .filter_map(|line| line.split("tick ").nth(1))
+        .filter_map(|n| n.trim().parse().ok())
+        .collect()
+}
+
+/// 1, 2, 3, ... without gap or duplicate.
+fn assert_continuous(log: &str) {
+    let ticks = ticks(log);
+    assert!(!ticks.is_empty(), "no ticks: {log}");
+    for (i, tick) in ticks.iter().enumerate() {
+        assert_eq!(
+            *tick,
+            i as u64 + 1,
+            "tick {} where {} was due (gap or duplicate):\n{log}",
+            tick,
+            i + 1
+        );
+    }
+}
+
+fn hierarchies() -> Vec<PathBuf> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    mountinfo
+        .lines()
+        .filter(|l| l.contains(" - cgroup ") || l.contains(" - cgroup2 "))
+        .map(|l| PathBuf::from(l.split(' ').nth(4).unwrap()))
+        .collect()
+}
+
+fn assert_nothing_left(f: &Fixture) {
+    for root in hierarchies() {
+        let path = root.join(&f.cgroup_parent);
+        assert!(!path.exists(), "{} left behind", path.display());
+    }
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let dir = f.dir.path().display().to_string();
+    assert!(!mountinfo.contains(&dir), "mounts under {dir} left behind");
+    let left: Vec<String> = fs::read_dir(f.state.join("containers"))
+        .map(|dir| {
+            dir.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in state_dir/containers: {left:?}");
+    assert!(!f.state.join("daemon.config.json").exists());
+}
+
+/// Running (a zombie is not: an adopted init is not the daemon's child,
+/// whoever it was orphaned to reaps it).
+fn alive(pid: i64) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+    !state.starts_with('Z') && !state.starts_with('X')
+}
+
+/// How many of our inits run in a service's cgroup (two would be a duplicate).
+fn inits_in(cgroup: &str) -> usize {
+    let procs = hierarchies()
+        .into_iter()
+        .map(|root| root.join(cgroup).join("cgroup.procs"))
+        .find(|p| p.exists());
+    let Some(procs) = procs else { return 0 };
+    fs::read_to_string(procs)
+        .unwrap_or_default()
+        .lines()
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "init")
+        })
+        .count()
+}
+
+const TWO_SERVICES: &str = "  ticker:
+    image: ROOTFS
+    command: \"i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.02; done\"
+  web:
+    image: ROOTFS
+    command: sleep 1000
+    restart: on-failure
+";
+
+#[test]
+fn a_daemon_killed_at_rest_is_followed_by_one_that_adopts_everything() {
+    assert!(TWO_SERVICES.contains(TICKER));
+    let mut f = Fixture::new(TWO_SERVICES);
+    f.start_daemon();
+    assert_layout(&f);
+    let before: Vec<Value> = ["ticker", "web"]
+        .iter()
+        .map(|n| f.wait_state(n, "running"))
+        .collect();
+    f.wait_ticks_past("ticker", 5);
+    f.kill_daemon();
+    // The ticker writes while no daemon reads: its pipe keeps the lines.
+    sleep(Duration::from_millis(500));
+    assert!(alive(before[0]["pid"].as_i64().unwrap()));
+    f.start_daemon();
+    for old in &before {
+        let name = old["name"].as_str().unwrap();
+        let now = f.wait_state(name, "running");
+        assert_eq!(now["pid"], old["pid"], "{name}: not the same pid");
+        assert_eq!(now["restarts"], old["restarts"], "{name}: restarted");
+        assert_eq!(inits_in(now["cgroup"].as_str().unwrap()), 1, "{name}");
+        assert!(f.log(name).contains("adopted, pid"), "{}", f.log(name));
+    }
+    let last = f.wait_ticks_past("ticker", 0);
+    f.wait_ticks_past("ticker", last + 20);
+    assert_continuous(&f.log("ticker"));
+    // The adopted services obey: freeze, thaw, stop; the shutdown leaves nothing.
+    f.ok(&["freeze", "ticker"]);
+    assert_eq!(f.service("ticker")["state"], "frozen");
+    f.ok(&["thaw", "ticker"]);
+    f.ok(&["stop", "web"]);
+    let web = f.service("web");
+    assert_eq!(web["state"], "stopped");
+    assert!(!alive(before[1]["pid"].as_i64().unwrap()));
+    for root in hierarchies() {
+        assert!(!root.join(web["cgroup"].as_str().unwrap()).exists());
+    }
+    // A second crash and adoption of an adopted service.
+    f.kill_daemon();
+    f.start_daemon();
+    assert_eq!(f.wait_state("ticker", "running")["pid"], before[0]["pid"]);
+    assert_eq!(f.service("web")["state"], "stopped");
+    f.shutdown();
+    assert_continuous(&f.log("ticker"));
+}
+
+#[test]
+fn services_that_ended_while_no_daemon_ran_follow_their_restart_policy() {
+    let mut f = Fixture::new(
+        "  web:
+    image: ROOTFS
+    command: sleep 1000
+    restart: on-failure
+  quitter:
+    image: ROOTFS
+    command: \"while [ ! -e /tmp/quit ]; do sleep 0.05; done; exit 3\"
+    restart: never
+",
+    );
+    f.start_daemon();
+    let web = f.wait_state("web", "running");
+    let quitter = f.wait_state("quitter", "running");
+    f.kill_daemon();
+    let web_pid = web["pid"].as_i64().unwrap();
+    kill(Pid::from_raw(web_pid as i32), Signal::SIGKILL).unwrap();
+    let quitter_pid = quitter["pid"].as_i64().unwrap();
+    fs::write(format!("/proc/{quitter_pid}/root/tmp/quit"), "").unwrap();
+    let deadline = Instant::now() + WAIT;
+    while alive(web_pid) || alive(quitter_pid) {
+        assert!(Instant::now() < deadline, "the services did not end");
+        sleep(Duration::from_millis(50));
+    }
+    f.start_daemon();
+    // Killed: restarted (on-failure), counted as a restart, in a new run.
+    let now = f.wait_for("web", "restarted", |s| {
+        s["state"] == "running" && s["pid"] != web["pid"]
+    });
+    assert_eq!(
+        now["restarts"].as_u64(),
+        Some(web["restarts"].as_u64().unwrap() + 1)
+    );
+    assert_eq!(inits_in(now["cgroup"].as_str().unwrap()), 1);
+    assert!(
+        f.log("web").contains("ended while no daemon ran"),
+        "{}",
+        f.log("web")
+    );
+    // Exited with 3 (as its init wrote), not restarted (never).
+    let quitter = f.wait_state("quitter", "failed");
+    assert_eq!(quitter["exit_code"], 3, "{quitter}");
+    assert_eq!(quitter["pid"], Value::Null);
+    f.shutdown();
+}
+
+#[test]
+fn reexec_keeps_the_pids_and_the_logs() {
+    let mut f = Fixture::new(TWO_SERVICES);
+    f.start_daemon();
+    let before: Vec<Value> = ["ticker", "web"]
+        .iter()
+        .map(|n| f.wait_state(n, "running"))
+        .collect();
+    let daemon_pid = f.daemon.as_ref().unwrap().id();
+    for round in 0..3 {
+        let last = f.wait_ticks_past("ticker", 0);
+        f.ok(&["reexec"]);
+        assert_eq!(f.daemon.as_ref().unwrap().id(), daemon_pid);
+        assert!(
+            f.daemon.as_mut().unwrap().try_wait().unwrap().is_none(),
+            "round {round}: the daemon exited: {}",
+            f.daemon_stderr()
+        );
+        for old in &before {
+            let name = old["name"].as_str().unwrap();
+            let now = f.service(name);
+            assert_eq!(now["state"], "running", "round {round}: {now}");
+            assert_eq!(now["pid"], old["pid"], "round {round}: {name}");
+            assert_eq!(now["restarts"], old["restarts"], "round {round}: {name}");
+        }
+        f.wait_ticks_past("ticker", last + 10);
+    }
+    assert_continuous(&f.log("ticker"));
+    // The services' exits still reach the daemon (its children again).
+    kill(
+        Pid::from_raw(before[1]["pid"].as_i64().unwrap() as i32),
+        Signal::SIGKILL,
+    )
+    .unwrap();
+    f.wait_for("web", "restarted", |s| {
+        s["state"] == "running" && s["pid"] != before[1]["pid"]
+    });
+    f.shutdown();
+    assert_continuous(&f.log("ticker"));
+}
+
+#[test]
+fn a_daemon_that_crashes_in_a_start_a_stop_or_a_freeze_is_followed_by_one_that_converges() {
+    let mut f = Fixture::new(
+        "  web:
+    image: ROOTFS
+    command: sleep 1000
+",
+    );
+    // In the middle of the autostart: the next daemon starts it once.
+    f.start_daemon_with(Some("start"));
+    assert!(!f.wait_daemon_end().success());
+    f.start_daemon();
+    let web = f.wait_state("web", "running");
+    assert_eq!(inits_in(web["cgroup"].as_str().unwrap()), 1);
+    f.kill_daemon();
+
+    // In the middle of a stop: the next daemon finishes it.
+    f.start_daemon_with(Some("stop"));
+    f.wait_answering();
+    assert_eq!(f.wait_state("web", "running")["pid"], web["pid"]);
+    let _ = f.cli(&["stop", "web"]);
+    assert!(!f.wait_daemon_end().success());
+    f.start_daemon();
+    let stopped = f.wait_state("web", "stopped");
+    assert!(!alive(web["pid"].as_i64().unwrap()));
+    for root in hierarchies() {
+        assert!(!root.join(stopped["cgroup"].as_str().unwrap()).exists());
+    }
+    f.ok(&["start", "web"]);
+    let web = f.wait_state("web", "running");
+    f.kill_daemon();
+
+    // In the middle of a restart: the next daemon finishes it, with a start.
+    let before = web["pid"].as_i64().unwrap();
+    f.start_daemon_with(Some("stop"));
+    f.wait_answering();
+    assert_eq!(f.wait_state("web", "running")["pid"], web["pid"]);
+    let _ = f.cli(&["restart", "web"]);
+    assert!(!f.wait_daemon_end().success());
+    f.start_daemon();
+    let web = f.wait_state("web", "running");
+    assert_ne!(web["pid"].as_i64(), Some(before), "{web}");
+    assert!(!alive(before), "the restart did not end the old run");
+    assert_eq!(inits_in(web["cgroup"].as_str().unwrap()), 1);
+    f.kill_daemon();
+
+    // In the middle of a freeze: the next daemon thaws it (the freeze was
+    // never confirmed) and runs it.
+    f.start_daemon_with(Some("freeze"));
+    f.wait_answering();
+    let _ = f.cli(&["freeze", "web"]);
+    assert!(!f.wait_daemon_end().success());
+    f.start_daemon();
+    let now = f.wait_state("web", "running");
+    assert_eq!(now["pid"], web["pid"]);
+    f.ok(&["freeze", "web"]);
+    f.ok(&["thaw", "web"]);
+    f.shutdown();
+}
+
+#[test]
+fn reexec_runs_the_binary_on_disk_and_a_failed_exec_leaves_the_daemon_running() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut f = Fixture::new(
+        "  web:
+    image: ROOTFS
+    command: sleep 1000
+",
+    );
+    // A copy of the binaries, to upgrade and to break.
+    let bin_dir = f.dir.path().join("bin");
+    fs::create_dir(&bin_dir).unwrap();
+    for name in ["supervisor", "init"] {
+        fs::copy(bin(name), bin_dir.join(name)).unwrap();
+    }
+    f.exe = bin_dir.join("supervisor");
+    f.start_daemon();
+    let web = f.wait_state("web", "running");
+    let daemon = f.daemon.as_ref().unwrap().id();
+    let exe = || fs::read_link(format!("/proc/{daemon}/exe")).unwrap();
+    // An upgrade replaces the file: the running image's is deleted.
+    fs::copy(bin("supervisor"), bin_dir.join("supervisor.new")).unwrap();
+    fs::rename(bin_dir.join("supervisor.new"), &f.exe).unwrap();
+    assert!(exe().display().to_string().ends_with(" (deleted)"));
+    f.ok(&["reexec"]);
+    assert_eq!(exe(), f.exe, "not the binary on disk");
+    assert_eq!(f.service("web")["pid"], web["pid"]);
+    // A binary that cannot be exec'd: the error, and the daemon carries on.
+    fs::set_permissions(&f.exe, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = f.cli(&["reexec"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("reexec"), "{stderr}");
+    fs::set_permissions(&f.exe, fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(f.daemon.as_mut().unwrap().try_wait().unwrap().is_none());
+    assert_eq!(f.service("web")["pid"], web["pid"]);
+    f.ok(&["stop", "web"]);
+    f.shutdown();
+}
+
+#[test]
+fn a_service_list_changed_while_no_daemon_ran_is_applied_as_a_reload_would() {
+    let mut f = Fixture::new(
+        "  kept:
+    image: ROOTFS
+    command: sleep 1000
+  changed:
+    image: ROOTFS
+    command: sleep 1000
+  removed:
+    image: ROOTFS
+    command: sleep 1000
+",
+    );
+    f.start_daemon();
+    let kept = f.wait_state("kept", "running");
+    let changed = f.wait_state("changed", "running");
+    let removed = f.wait_state("removed", "running");
+    f.kill_daemon();
+    f.write_config(
+        "  kept:
+    image: ROOTFS
+    command: sleep 1000
+  changed:
+    image: ROOTFS
+    command: sleep 2000
+  added:
+    image: ROOTFS
+    command: sleep 1000
+",
+    );
+    f.start_daemon();
+    assert_eq!(f.wait_state("kept", "running")["pid"], kept["pid"]);
+    let now = f.wait_for("changed", "restarted", |s| {
+        s["state"] == "running" && s["pid"] != changed["pid"]
+    });
+    assert_eq!(inits_in(now["cgroup"].as_str().unwrap()), 1);
+    f.wait_state("added", "running");
+    let deadline = Instant::now() + WAIT;
+    while alive(removed["pid"].as_i64().unwrap()) {
+        assert!(Instant::now() < deadline, "the removed service still runs");
+        sleep(Duration::from_millis(50));
+    }
+    for root in hierarchies() {
+        assert!(!root.join(removed["cgroup"].as_str().unwrap()).exists());
+    }
+    let status = f.ok(&["status"]);
+    assert!(!status.contains("removed"), "{status}");
+    f.shutdown();
+}
