@@ -7,6 +7,7 @@
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -156,14 +157,7 @@ impl Fixture {
 
     /// `supervisor events ARGS`, its stdout read line by line.
     fn events(&self, args: &[&str]) -> Stream {
-        let mut child = self
-            .command(&[&["events"], args].concat())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = Lines::new(child.stdout.take().unwrap());
-        Stream { child, lines }
+        Stream::spawn(self.command(&[&["events"], args].concat()))
     }
 
     /// Asks the daemon to shut down and waits for its exit 0.
@@ -227,6 +221,25 @@ struct Stream {
 }
 
 impl Stream {
+    /// Runs `command` (a `supervisor events`), its stdout read line by line.
+    fn spawn(mut command: Command) -> Stream {
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        // SIGINT at its default action, which `interrupt` relies on: a test run
+        // started in the background by a shell without job control (`cmd &`
+        // in a script) ignores SIGINT, and an ignored signal stays ignored
+        // across exec.
+        // SAFETY: signal(2) is async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().unwrap();
+        let lines = Lines::new(child.stdout.take().unwrap());
+        Stream { child, lines }
+    }
+
     /// The next line, which must exist.
     fn next(&self) -> String {
         self.lines
@@ -390,19 +403,9 @@ fn since_replays_past_events_then_streams_and_reload_is_an_event() {
     fresh.interrupt();
 
     // A member of control_group may follow them too (as nobody:nogroup).
-    let replay = {
-        use std::os::unix::process::CommandExt;
-        let mut child = f
-            .command(&["events", "--since", "1h"])
-            .uid(65534)
-            .gid(65534)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = Lines::new(child.stdout.take().unwrap());
-        Stream { child, lines }
-    };
+    let mut as_nobody = f.command(&["events", "--since", "1h"]);
+    as_nobody.uid(65534).gid(65534);
+    let replay = Stream::spawn(as_nobody);
     let past = of("web", &replay.until("web ready"));
     assert_eq!(past.len(), 3, "{past:?}");
     assert_eq!(past[0], "starting", "{past:?}");
