@@ -439,6 +439,50 @@ fn services_that_ended_while_no_daemon_ran_follow_their_restart_policy() {
     f.shutdown();
 }
 
+/// A lone service's restart: the teardown of its first run removed
+/// state_dir/containers (nothing else used it), and its next run must still
+/// hold its log pipe and leave an exit status for a next daemon.
+#[test]
+fn a_lone_service_after_a_restart_keeps_its_logs_and_exit_status_across_crashes() {
+    let mut f = Fixture::new(
+        "  quitter:
+    image: ROOTFS
+    command: \"until [ -e /tmp/say ]; do sleep 0.05; done; echo bye; until [ -e /tmp/quit ]; do sleep 0.05; done; exit 3\"
+    restart: never
+",
+    );
+    f.start_daemon();
+    let first = f.wait_state("quitter", "running");
+    f.ok(&["restart", "quitter"]);
+    let run = f.wait_for("quitter", "restarted", |s| {
+        s["state"] == "running" && s["pid"] != first["pid"]
+    });
+    let pid = run["pid"].as_i64().unwrap();
+    // A line written while no daemon runs reaches the log once one is back.
+    f.kill_daemon();
+    fs::write(format!("/proc/{pid}/root/tmp/say"), "").unwrap();
+    sleep(Duration::from_millis(300));
+    f.start_daemon();
+    assert_eq!(f.wait_state("quitter", "running")["pid"], pid);
+    let deadline = Instant::now() + WAIT;
+    while !f.log("quitter").contains("bye") {
+        assert!(Instant::now() < deadline, "{}", f.log("quitter"));
+        sleep(Duration::from_millis(50));
+    }
+    // An exit while no daemon runs is known to the next one.
+    f.kill_daemon();
+    fs::write(format!("/proc/{pid}/root/tmp/quit"), "").unwrap();
+    while alive(pid) {
+        assert!(Instant::now() < deadline, "quitter did not end");
+        sleep(Duration::from_millis(50));
+    }
+    f.start_daemon();
+    let quitter = f.wait_state("quitter", "failed");
+    assert_eq!(quitter["exit_code"], 3, "{quitter}\n{}", f.log("quitter"));
+    assert_eq!(quitter["exit_reason"], "exited", "{quitter}");
+    f.shutdown();
+}
+
 #[test]
 fn reexec_keeps_the_pids_and_the_logs() {
     let mut f = Fixture::new(TWO_SERVICES);

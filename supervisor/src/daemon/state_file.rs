@@ -198,16 +198,23 @@ pub fn from_wall_seconds(seconds: f64) -> SystemTime {
 }
 
 /// The file a run's init writes its exit code to (truncated for this run).
+/// `state_dir/containers` is made first: the teardown of the last run that
+/// used it removed it (a lone service's restart), and without this file the
+/// run would have no exit status, nor a held log pipe, for a next daemon.
 pub fn open_status_file(state_dir: &std::path::Path, name: &str) -> Option<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = status_path(state_dir, name);
-    let opened = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path);
-    match opened {
+    let open = || {
+        crate::container::secure_state_dir(state_dir).map_err(|err| err.to_string())?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|err| err.to_string())
+    };
+    match open() {
         Ok(file) => Some(file),
         Err(err) => {
             log::warn!("{name}: {}: {err}: it cannot be adopted", path.display());
