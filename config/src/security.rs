@@ -4,7 +4,7 @@
 //! every problem of a profile, and a start only sends the program.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::capabilities::{self, Capabilities, CapabilityItem};
 use crate::diagnostic::{Mark, Report};
@@ -78,30 +78,50 @@ fn seccomp_choice(dir: &Path, node: &Node) -> Result<Seccomp, String> {
 /// The compiled filter; None with `unconfined`. Problems of the profile are
 /// reported at the `seccomp` value, naming the file.
 fn filter(report: &mut Report, mark: Mark, service: &Service) -> Option<Arc<seccomp::Program>> {
-    let profile = match &service.seccomp {
+    let caps = service.capabilities;
+    let compiled = match &service.seccomp {
         Seccomp::Unconfined => return None,
-        Seccomp::Default => seccomp::docker_default(),
+        Seccomp::Default => default_filter(caps),
         Seccomp::Profile(path) => match load_profile(path) {
-            Ok(profile) => profile,
+            Ok(profile) => compile(&profile, caps).map(Arc::new),
             Err(why) => {
                 report.error(mark, format!("seccomp: {}: {why}", path.display()));
                 return None;
             }
         },
     };
-    let caps = service.capabilities;
+    compiled
+        .map_err(|err| report.error(mark, format!("seccomp: {err}")))
+        .ok()
+}
+
+fn compile(
+    profile: &seccomp::Profile,
+    caps: Capabilities,
+) -> Result<seccomp::Program, seccomp::CompileError> {
     let has_capability = |name: &str| caps.has_named(name);
     let context = seccomp::Context {
         has_capability: &has_capability,
         kernel: running_kernel(),
     };
-    match seccomp::compile(&profile, &context) {
-        Ok(program) => Some(Arc::new(program)),
-        Err(err) => {
-            report.error(mark, format!("seccomp: {err}"));
-            None
-        }
+    seccomp::compile(profile, &context)
+}
+
+/// The default profile's filter for `caps`, compiled once per capability set
+/// in this process: a file of 100 services with the defaults compiles it once,
+/// not 100 times (the compile was nearly all of a load's time, which a
+/// `reexec` and a boot pay). The profile and the kernel do not change while
+/// the process runs, so what is kept never goes stale.
+fn default_filter(caps: Capabilities) -> Result<Arc<seccomp::Program>, seccomp::CompileError> {
+    type Compiled = Vec<(Capabilities, Arc<seccomp::Program>)>;
+    static COMPILED: Mutex<Compiled> = Mutex::new(Vec::new());
+    let mut compiled = COMPILED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((_, program)) = compiled.iter().find(|(c, _)| *c == caps) {
+        return Ok(Arc::clone(program));
     }
+    let program = Arc::new(compile(&seccomp::docker_default(), caps)?);
+    compiled.push((caps, Arc::clone(&program)));
+    Ok(program)
 }
 
 fn load_profile(path: &Path) -> Result<seccomp::Profile, String> {
