@@ -410,8 +410,56 @@ fn processes_join_every_hierarchy_and_are_counted() {
         assert!(stats.memory_peak_bytes.is_some(), "{driver:?}: {stats:?}");
         assert!(stats.cpu_usage_us.is_some(), "{driver:?}: {stats:?}");
         assert_eq!(stats.oom_kills, Some(0), "{driver:?}: {stats:?}");
-        let fd = group.cg.clone_into_fd();
-        assert_eq!(fd.is_some(), layout() == Layout::V2, "{driver:?}");
+    }
+}
+
+/// What lets a start skip its parent's `cgroup.procs` writes: the cgroup2
+/// directory to be born in (where membership lives there), and the v1
+/// `tasks` files into which a child that writes `0` moves itself.
+#[test]
+fn a_child_writing_0_to_the_tasks_files_joins_the_v1_groups() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    for driver in drivers() {
+        let mut group = TestGroup::create(driver, &Resources::default());
+        let placement = group
+            .cg
+            .self_placement()
+            .expect("self_placement")
+            .unwrap_or_else(|| panic!("{driver:?}: no self placement"));
+        assert_eq!(
+            placement.clone_into.is_some(),
+            uses_unified(driver),
+            "{driver:?}"
+        );
+        let unified = unified_mount();
+        let v1_dirs: Vec<PathBuf> = group
+            .expected_dirs()
+            .into_iter()
+            .filter(|dir| unified.as_ref().is_none_or(|u| !dir.starts_with(u)))
+            .collect();
+        assert!(placement.tasks.len() >= v1_dirs.len(), "{driver:?}");
+        let fds: Vec<i32> = placement.tasks.iter().map(|f| f.as_raw_fd()).collect();
+        let mut command = Command::new("sleep");
+        command.arg("1000");
+        // SAFETY: write(2) is async-signal-safe; the fds are the open tasks files.
+        unsafe {
+            command.pre_exec(move || {
+                for &fd in &fds {
+                    if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().expect("spawn sleep");
+        let pid = child.id().to_string();
+        group.children.push(child);
+        for dir in v1_dirs {
+            let procs = read_trim(&dir.join("cgroup.procs"));
+            assert_eq!(procs, pid, "{driver:?}: {}", dir.display());
+        }
     }
 }
 

@@ -63,10 +63,16 @@ impl Cgroup for HybridCgroup {
         v1::add_to_every(&self.dirs(), pid)
     }
 
-    /// CLONE_INTO_CGROUP would place the child in the unified group only, not in the
-    /// v1 hierarchies that hold the limits.
-    fn clone_into_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        None
+    /// Born in the unified group, the child joins the v1 hierarchies that hold
+    /// the limits itself.
+    fn self_placement(&self) -> Result<Option<crate::SelfPlacement<'_>>, Error> {
+        let Some(fd) = self.group.dir_fd() else {
+            return Ok(None);
+        };
+        Ok(Some(crate::SelfPlacement {
+            clone_into: Some(fd),
+            tasks: v1::open_tasks(&self.limits.dirs())?,
+        }))
     }
 
     fn procs(&self) -> Result<Vec<i32>, Error> {

@@ -42,6 +42,20 @@ use mountinfo::Mounts;
 use v1::V1Cgroup;
 use v2::V2Cgroup;
 
+/// What places a new child in a group by itself, without the parent's
+/// `cgroup.procs` writes: each of those waits for an RCU grace period of the
+/// kernel's global threadgroup lock (6 to 16 ms on a 6.18 kernel), which a
+/// child born in the group, or a single thread moving itself, never takes.
+#[derive(Debug)]
+pub struct SelfPlacement<'a> {
+    /// The cgroup2 directory for clone3(CLONE_INTO_CGROUP), if the group has one.
+    pub clone_into: Option<std::os::fd::BorrowedFd<'a>>,
+    /// The group's `tasks` file in each v1 hierarchy, open for writing: the
+    /// child, single-threaded between clone and exec, writes `0` (itself) to
+    /// each. Close-on-exec.
+    pub tasks: Vec<std::fs::File>,
+}
+
 /// How the host mounts its cgroup hierarchies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
@@ -113,9 +127,10 @@ pub trait Cgroup: Send + fmt::Debug {
     fn create(&self, res: &Resources) -> Result<(), Error>;
     /// Moves `pid` into the group in every hierarchy.
     fn add_process(&self, pid: i32) -> Result<(), Error>;
-    /// The group's directory for clone3(CLONE_INTO_CGROUP), where that alone places a
-    /// child fully (pure v2); after create(). Drop the handle after destroy().
-    fn clone_into_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>>;
+    /// How a new child gets into the group with no `cgroup.procs` write of its
+    /// parent (see [`SelfPlacement`]); after create(). None where it cannot: the
+    /// parent then calls add_process(). Drop the handle after destroy().
+    fn self_placement(&self) -> Result<Option<SelfPlacement<'_>>, Error>;
     /// The processes in the group.
     fn procs(&self) -> Result<Vec<i32>, Error>;
     /// Returns once the kernel reports the group frozen; on timeout thaws it again and fails.

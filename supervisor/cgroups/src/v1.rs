@@ -190,6 +190,20 @@ pub(crate) fn add_to_every(dirs: &[PathBuf], pid: i32) -> Result<(), Error> {
     Ok(())
 }
 
+/// The `tasks` file of each of `dirs`, open for writing (see `SelfPlacement`).
+pub(crate) fn open_tasks(dirs: &[PathBuf]) -> Result<Vec<std::fs::File>, Error> {
+    dirs.iter()
+        .map(|dir| {
+            let path = dir.join("tasks");
+            // Rust opens files close-on-exec.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| Error::io("open", path, e))
+        })
+        .collect()
+}
+
 /// The service's directory in the v1 freezer hierarchy.
 #[derive(Debug)]
 pub(crate) struct V1Freezer {
@@ -334,8 +348,11 @@ impl Cgroup for V1Cgroup {
         add_to_every(&self.dirs(), pid)
     }
 
-    fn clone_into_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        None
+    fn self_placement(&self) -> Result<Option<crate::SelfPlacement<'_>>, Error> {
+        Ok(Some(crate::SelfPlacement {
+            clone_into: None,
+            tasks: open_tasks(&self.dirs())?,
+        }))
     }
 
     fn procs(&self) -> Result<Vec<i32>, Error> {

@@ -160,8 +160,11 @@ impl Cgroup for V2Cgroup {
         self.group.add_process(pid)
     }
 
-    fn clone_into_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        self.group.dir_fd()
+    fn self_placement(&self) -> Result<Option<crate::SelfPlacement<'_>>, Error> {
+        Ok(self.group.dir_fd().map(|fd| crate::SelfPlacement {
+            clone_into: Some(fd),
+            tasks: Vec::new(),
+        }))
     }
 
     fn procs(&self) -> Result<Vec<i32>, Error> {

@@ -334,10 +334,24 @@ fn start(
     if let Some(read_end) = child_ends.id_map_wait() {
         exec = exec.user_namespace(read_end);
     }
-    let clone_into = cgroup.clone_into_fd();
+    // Born in its unified group and joining its v1 groups itself, the child
+    // never waits for the kernel's grace period that our writes to its
+    // `cgroup.procs` would (see `SelfPlacement`).
+    let placement = cgroup.self_placement()?;
+    let (clone_into, tasks) = match &placement {
+        Some(placement) => (placement.clone_into, placement.tasks.as_slice()),
+        None => (None, &[][..]),
+    };
+    let join_fds = tasks
+        .iter()
+        .map(|file| sys::high_fd(file.as_fd()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sys_error("duplicate a cgroup tasks fd"))?;
+    exec = exec.join_cgroups(join_fds.iter().map(|fd| fd.as_raw_fd()).collect());
     let pid = sys::clone_exec(plan.clone_flags.bits() as u64, clone_into, &exec)
         .map_err(sys_error("clone the container's first process"))?;
     child_ends.close();
+    drop(join_fds);
     let ParentEnd {
         error: error_read,
         to_child,
@@ -357,7 +371,7 @@ fn start(
     };
     let released = release(
         pid,
-        clone_into.is_some(),
+        placement.is_some(),
         &spec_json,
         to_child,
         userns,
@@ -413,11 +427,11 @@ fn detach(network: Option<crate::net::Attachment>) {
 }
 
 /// Maps ids and hands the mounts over (with a user namespace), sends the
-/// spec, joins the child to its cgroup and gives it its network (both
-/// overlapped with its setup), and releases it.
+/// spec, joins the child to its cgroup unless it placed itself, gives it its
+/// network (both overlapped with its setup), and releases it.
 fn release(
     pid: Pid,
-    born_in_cgroup: bool,
+    placed_itself: bool,
     spec_json: &[u8],
     mut to_child: ToChild,
     userns: Option<UserNamespace>,
@@ -434,7 +448,7 @@ fn release(
     }
     // EOF lets the child start its setup while we join it to the cgroup.
     to_child.send_spec(spec_json)?;
-    if !born_in_cgroup {
+    if !placed_itself {
         cgroup.add_process(pid.as_raw())?;
     }
     attach_network()?;

@@ -46,6 +46,9 @@ pub struct ChildExec {
     /// user namespace: the parent writes the id maps first, and exec as
     /// anyone but the namespace's root drops every capability.
     wait_fd: Option<RawFd>,
+    /// v1 `tasks` files (`>= MIN_SOURCE_FD`) the child writes `0` to, first
+    /// thing after the dups: it joins its cgroups itself (`SelfPlacement`).
+    join_fds: Vec<RawFd>,
 }
 
 /// Child-side fds are moved to at least this number before clone, above every
@@ -74,7 +77,16 @@ impl ChildExec {
             dups,
             error_fd,
             wait_fd: None,
+            join_fds: Vec::new(),
         }
+    }
+
+    /// The child joins its v1 cgroups itself: it writes `0` to each of `fds`
+    /// (`tasks` files, `>= MIN_SOURCE_FD`) before anything else.
+    pub fn join_cgroups(mut self, fds: Vec<RawFd>) -> ChildExec {
+        debug_assert!(fds.iter().all(|&fd| fd >= MIN_SOURCE_FD));
+        self.join_fds = fds;
+        self
     }
 
     /// In a new user namespace: the child waits for a byte on `fd`
@@ -199,6 +211,17 @@ fn child_exec(exec: &ChildExec) -> ! {
         // SAFETY: dup2 is async-signal-safe; both fds are plain integers.
         if unsafe { libc::dup2(source, target) } == -1 {
             child_fail(exec.error_fd, b"container child: dup2 failed: errno ");
+        }
+    }
+    for &fd in &exec.join_fds {
+        // One thread moving itself: the kernel skips its global threadgroup
+        // lock (and its RCU grace period) for that.
+        // SAFETY: write is async-signal-safe; the buffer is a static byte.
+        if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
+            child_fail(
+                exec.error_fd,
+                b"container child: join its cgroup (v1 tasks): errno ",
+            );
         }
     }
     if let Some(fd) = exec.wait_fd {
