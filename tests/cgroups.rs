@@ -439,6 +439,7 @@ fn a_child_writing_0_to_the_tasks_files_joins_the_v1_groups() {
             .filter(|dir| unified.as_ref().is_none_or(|u| !dir.starts_with(u)))
             .collect();
         assert!(placement.tasks.len() >= v1_dirs.len(), "{driver:?}");
+        // (>=: the limits also use the cpu and blkio hierarchies where mounted.)
         let fds: Vec<i32> = placement.tasks.iter().map(|f| f.as_raw_fd()).collect();
         let mut command = Command::new("sleep");
         command.arg("1000");

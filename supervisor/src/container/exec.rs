@@ -178,7 +178,7 @@ fn start(spec: &ExecSetupSpec, relay: Option<&Relay>) -> anyhow::Result<(Pid, Fi
         dups,
         ERROR_FD,
     );
-    let child = sys::clone_exec(0, None, &exec).context("fork")?;
+    let (child, _) = sys::clone_exec(0, None, &exec).context("fork")?;
     drop(child_ends);
     drop((spec_read, error_write));
     let json = serde_json::to_vec(spec).context("encode the exec spec")?;

@@ -348,8 +348,11 @@ fn start(
         .collect::<Result<Vec<_>, _>>()
         .map_err(sys_error("duplicate a cgroup tasks fd"))?;
     exec = exec.join_cgroups(join_fds.iter().map(|fd| fd.as_raw_fd()).collect());
-    let pid = sys::clone_exec(plan.clone_flags.bits() as u64, clone_into, &exec)
+    let (pid, born_in_group) = sys::clone_exec(plan.clone_flags.bits() as u64, clone_into, &exec)
         .map_err(sys_error("clone the container's first process"))?;
+    let placed_itself = placement
+        .as_ref()
+        .is_some_and(|placement| placement.clone_into.is_none() || born_in_group);
     child_ends.close();
     drop(join_fds);
     let ParentEnd {
@@ -371,7 +374,7 @@ fn start(
     };
     let released = release(
         pid,
-        placement.is_some(),
+        placed_itself,
         &spec_json,
         to_child,
         userns,

@@ -109,11 +109,26 @@ pub fn high_fd(fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
-/// Clones a child with `namespaces` (CLONE_NEW* flags) that execs `exec`.
-/// With `cgroup`, the child is born in that cgroup (clone3 CLONE_INTO_CGROUP).
-/// Without, clone3 is used where the kernel has it, else clone. The child gets
-/// SIGCHLD as exit signal, like a forked one.
+/// Clones a child with `namespaces` (CLONE_NEW* flags) that execs `exec`,
+/// and tells whether it was born in `cgroup`. With `cgroup`, clone3
+/// CLONE_INTO_CGROUP is tried first; kernels before 5.7 refuse that (ENOSYS
+/// before 5.3, E2BIG after), and the child is then cloned without it (the
+/// caller places it). Without, clone3 is used where the kernel has it, else
+/// clone. The child gets SIGCHLD as exit signal, like a forked one.
 pub fn clone_exec(
+    namespaces: u64,
+    cgroup: Option<BorrowedFd<'_>>,
+    exec: &ChildExec,
+) -> Result<(Pid, bool), Errno> {
+    match clone_once(namespaces, cgroup, exec) {
+        Err(Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL) if cgroup.is_some() => {
+            clone_once(namespaces, None, exec).map(|pid| (pid, false))
+        }
+        cloned => cloned.map(|pid| (pid, cgroup.is_some())),
+    }
+}
+
+fn clone_once(
     namespaces: u64,
     cgroup: Option<BorrowedFd<'_>>,
     exec: &ChildExec,
@@ -220,7 +235,7 @@ fn child_exec(exec: &ChildExec) -> ! {
         if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
             child_fail(
                 exec.error_fd,
-                b"container child: join its cgroup (v1 tasks): errno ",
+                b"container child: join its cgroup (write 0 to a v1 tasks file): errno ",
             );
         }
     }

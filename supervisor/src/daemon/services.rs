@@ -325,6 +325,11 @@ impl Services {
                 }
             }
             Action::KillGroup => {
+                // A child still setting up joins its v1 groups itself, first
+                // thing: one not yet scheduled is in none of them (pure v1).
+                if let Run::Starting(starting) = &self.list[idx].run {
+                    let _ = kill(starting.pid(), nix::sys::signal::Signal::SIGKILL);
+                }
                 let killed = match self.list[idx].cgroup() {
                     Some(cgroup) => cgroup.begin_kill(),
                     None => Ok(()),
