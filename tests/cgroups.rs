@@ -464,6 +464,25 @@ fn a_child_writing_0_to_the_tasks_files_joins_the_v1_groups() {
     }
 }
 
+/// After cgroup.kill the kernel (6.18 here) kills at birth every child cloned
+/// into the group: a killed group kept for a restart offers no clone target,
+/// and a process moved in by the parent lives there.
+#[test]
+fn a_group_killed_offers_no_clone_target_and_takes_a_process_moved_in() {
+    for driver in drivers().into_iter().filter(|d| uses_unified(*d)) {
+        let mut group = TestGroup::create(driver, &Resources::default());
+        group.spawn("exec sleep 1000");
+        group
+            .cg
+            .kill_all(BOUND)
+            .unwrap_or_else(|e| panic!("{driver:?}: kill_all: {e}"));
+        let placement = group.cg.self_placement().expect("self_placement");
+        assert!(placement.is_none(), "{driver:?}: {placement:?}");
+        let pid = group.spawn("sleep 0.2; exit 7");
+        assert_eq!(group.wait(pid).code(), Some(7), "{driver:?}");
+    }
+}
+
 /// Burns CPU until the shell's own CPU time plus its waited-for children's (fields 14
 /// to 17 of /proc/PID/stat, in 1/100 s) reaches $want ticks.
 const BURN: &str = "burn() { while :; do i=0; while [ $i -lt 500 ]; do i=$((i+1)); done; set -- $(cat /proc/$$/stat); [ $((${14} + ${15} + ${16} + ${17})) -ge $want ] && return; done; }";

@@ -66,7 +66,7 @@ impl Cgroup for HybridCgroup {
     /// Born in the unified group, the child joins the v1 hierarchies that hold
     /// the limits itself.
     fn self_placement(&self) -> Result<Option<crate::SelfPlacement<'_>>, Error> {
-        let Some(fd) = self.group.dir_fd() else {
+        let Some(fd) = self.group.clone_into_fd() else {
             return Ok(None);
         };
         Ok(Some(crate::SelfPlacement {

@@ -5,6 +5,7 @@ use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,9 @@ pub(crate) struct UnifiedGroup {
     dir: PathBuf,
     /// The group directory, opened once, for clone3(CLONE_INTO_CGROUP).
     dir_fd: OnceLock<OwnedFd>,
+    /// cgroup.kill was written: no child is to be born in it any more (see
+    /// `clone_into_fd`).
+    killed: AtomicBool,
 }
 
 impl UnifiedGroup {
@@ -23,7 +27,27 @@ impl UnifiedGroup {
         UnifiedGroup {
             dir,
             dir_fd: OnceLock::new(),
+            killed: AtomicBool::new(false),
         }
+    }
+
+    /// The directory for clone3(CLONE_INTO_CGROUP); None once cgroup.kill was
+    /// written to it. Linux 6.18 (seen here) kills, at birth, every child
+    /// cloned into a group after a cgroup.kill of that group (it compares the
+    /// group's kill count with the one read from the parent's group), while a
+    /// process moved in through cgroup.procs lives: the group of a service
+    /// killed on a timeout, kept for its restart, must be joined that way.
+    pub fn clone_into_fd(&self) -> Option<BorrowedFd<'_>> {
+        if self.killed.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.dir_fd()
+    }
+
+    fn write_kill(&self) -> Result<(), Error> {
+        fsops::write(&self.file("cgroup.kill"), "1")?;
+        self.killed.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -89,7 +113,7 @@ impl UnifiedGroup {
 
     /// cgroup.kill, or SIGKILL to each pid where the kernel lacks it (before 5.14).
     pub fn begin_kill(&self) -> Result<(), Error> {
-        match fsops::write(&self.file("cgroup.kill"), "1") {
+        match self.write_kill() {
             Err(e) if e.is_not_found() && self.dir.is_dir() => {
                 killer::signal_all(&self.file("cgroup.procs"))
             }
@@ -123,7 +147,7 @@ impl UnifiedGroup {
     /// and get the freeze-and-signal loop instead.
     pub fn kill_all(&self, timeout: Duration) -> Result<(), Error> {
         let deadline = Instant::now() + timeout;
-        match fsops::write(&self.file("cgroup.kill"), "1") {
+        match self.write_kill() {
             Ok(()) => {}
             Err(e) if e.is_not_found() && self.dir.is_dir() => {
                 return killer::kill_by_signal(

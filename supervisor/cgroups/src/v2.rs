@@ -161,7 +161,7 @@ impl Cgroup for V2Cgroup {
     }
 
     fn self_placement(&self) -> Result<Option<crate::SelfPlacement<'_>>, Error> {
-        Ok(self.group.dir_fd().map(|fd| crate::SelfPlacement {
+        Ok(self.group.clone_into_fd().map(|fd| crate::SelfPlacement {
             clone_into: Some(fd),
             tasks: Vec::new(),
         }))

@@ -11,7 +11,7 @@ use super::lifecycle::{Event, State};
 use super::notify::{self, NotifySocket};
 use super::poller;
 use super::services::Services;
-use super::supervised::Supervised;
+use super::supervised::{Run, Supervised};
 
 impl Supervised {
     /// Ready: it runs (or is frozen) and, with `ready: notify`, has sent
@@ -140,6 +140,12 @@ impl Services {
         let datagrams = socket.receive();
         let id = svc.id;
         let name = svc.name().to_string();
+        // A message of its command means that its setup has ended: what the
+        // setup pipe says goes first. Both can come in one epoll batch, in
+        // either order, and a READY=1 taken while still `starting` is lost.
+        if matches!(svc.run, Run::Starting(_)) {
+            self.read_setup(idx);
+        }
         for datagram in datagrams {
             let Some(idx) = self.list.iter().position(|s| s.id == id) else {
                 return;

@@ -496,7 +496,7 @@ impl Services {
     }
 
     /// Learns what a starting service's setup has said, if anything.
-    fn read_setup(&mut self, idx: usize) {
+    pub(super) fn read_setup(&mut self, idx: usize) {
         let svc = &mut self.list[idx];
         let id = svc.id;
         let Run::Starting(starting) = &mut svc.run else {
