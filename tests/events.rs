@@ -5,212 +5,36 @@
 //! its own state_dir and cgroup_parent.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Stdio};
 
-use integration_tests::{
-    bin, busybox_rootfs, require_root, unique_name, BoundedChild, BoundedCommand, BOUND,
-};
+use integration_tests::daemon::WAIT;
+use integration_tests::{daemon_fixture, BoundedChild, Lines, TestDaemon};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-/// Generous: the machine is small and busy; tests wait on conditions, never on timings.
-const WAIT: Duration = Duration::from_secs(90);
-
 const SLEEPER: &str = "  web:\n    image: ROOTFS\n    command: exec sleep 1000\n";
 
-/// One daemon with its own state_dir, cgroup_parent and busybox rootfs.
-struct Fixture {
-    dir: tempfile::TempDir,
-    state: PathBuf,
-    config: PathBuf,
-    rootfs: PathBuf,
-    cgroup_parent: String,
-    daemon: Option<Child>,
-}
+daemon_fixture!(
+    /// One daemon with its own state_dir, cgroup_parent and busybox rootfs.
+    Fixture
+);
 
 impl Fixture {
     /// `services`: the YAML of the `services:` mapping (indented by 2), where
     /// `ROOTFS` stands for the rootfs path; `top`: settings before it.
     fn new(top: &str, services: &str) -> Fixture {
-        require_root();
-        let dir = tempfile::Builder::new()
-            .prefix("events-test")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let rootfs = dir.path().join("rootfs");
-        busybox_rootfs(&rootfs);
-        let fixture = Fixture {
-            state: dir.path().join("state"),
-            config: dir.path().join("services.yaml"),
-            rootfs,
-            cgroup_parent: unique_name("events-test"),
-            dir,
-            daemon: None,
-        };
-        fixture.write_services(top, services);
-        fixture
-    }
-
-    fn write_services(&self, top: &str, services: &str) {
-        let text = format!(
-            "{top}state_dir: {}\ncgroup_parent: {}\nservices:\n{}",
-            self.state.display(),
-            self.cgroup_parent,
-            services.replace("ROOTFS", &self.rootfs.display().to_string())
-        );
-        fs::write(&self.config, text).unwrap();
-    }
-
-    fn start_daemon(&mut self) {
-        let log = fs::File::create(self.dir.path().join("daemon.stderr")).unwrap();
-        let child = Command::new(bin("supervisor"))
-            .args(["daemon", "-c"])
-            .arg(&self.config)
-            .env_remove("SUPERVISOR_STATE_DIR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.daemon = Some(child);
-        let deadline = Instant::now() + WAIT;
-        while !self.cli(&["status"]).status.success() {
-            if let Some(status) = self.daemon.as_mut().unwrap().try_wait().unwrap() {
-                panic!("daemon exited with {status}: {}", self.daemon_stderr());
-            }
-            assert!(Instant::now() < deadline, "daemon did not answer");
-            sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn daemon_stderr(&self) -> String {
-        fs::read_to_string(self.dir.path().join("daemon.stderr")).unwrap_or_default()
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(bin("supervisor"));
-        cmd.arg("--state-dir")
-            .arg(&self.state)
-            .args(args)
-            .env_remove("SUPERVISOR_STATE_DIR")
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        self.command(args).bounded_output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "supervisor {args:?} failed: {}\ndaemon: {}",
-            String::from_utf8_lossy(&out.stderr),
-            self.daemon_stderr()
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// A verb that must fail with `code` and one line on stderr; the line.
-    fn fails(&self, code: i32, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "supervisor {args:?}: {out:?}"
-        );
-        let stderr = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(stderr.lines().count(), 1, "not one line: {stderr:?}");
-        stderr
-    }
-
-    fn wait_state(&self, name: &str, state: &str) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let all: Value = serde_json::from_str(&self.ok(&["status", "--json"])).unwrap();
-            let svc = all
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|s| s["name"] == name)
-                .cloned()
-                .unwrap_or_else(|| panic!("no {name} in status"));
-            if svc["state"] == state {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name} never became {state}: {svc}"
-            );
-            sleep(Duration::from_millis(100));
-        }
+        let daemon = TestDaemon::new("events-test");
+        daemon.write_services(top, services);
+        Fixture(daemon)
     }
 
     /// `supervisor events ARGS`, its stdout read line by line.
     fn events(&self, args: &[&str]) -> Stream {
         Stream::spawn(self.command(&[&["events"], args].concat()))
-    }
-
-    /// Asks the daemon to shut down and waits for its exit 0.
-    fn shutdown(&mut self) {
-        let mut child = self.daemon.take().expect("daemon running");
-        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-        let status = child.bounded_wait().unwrap();
-        assert_eq!(status.code(), Some(0), "daemon: {}", self.daemon_stderr());
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.daemon.take() {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-            let deadline = Instant::now() + WAIT;
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// The lines of a child's pipe, read on a thread.
-struct Lines(mpsc::Receiver<String>);
-
-impl Lines {
-    fn new(pipe: impl Read + Send + 'static) -> Lines {
-        let (send, receive) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Lines(receive)
-    }
-
-    /// The next line; None at the end of the output; fails the test after BOUND.
-    fn next_line(&self) -> Option<String> {
-        match self.0.recv_timeout(BOUND) {
-            Ok(line) => Some(line),
-            Err(mpsc::RecvTimeoutError::Disconnected) => None,
-            Err(mpsc::RecvTimeoutError::Timeout) => panic!("no output line within {BOUND:?}"),
-        }
-    }
-
-    /// A line if one comes soon.
-    fn try_next(&self) -> Option<String> {
-        self.0.recv_timeout(Duration::from_millis(200)).ok()
     }
 }
 
@@ -383,7 +207,7 @@ fn since_replays_past_events_then_streams_and_reload_is_an_event() {
     use std::os::unix::fs::PermissionsExt;
     let mut f = Fixture::new("control_group: nogroup\n", SLEEPER);
     // nobody reaches the state_dir (0711) through ours.
-    fs::set_permissions(f.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(f.path(), fs::Permissions::from_mode(0o755)).unwrap();
     f.start_daemon();
     f.wait_state("web", "running");
     // Without --since only new events: the first is a freeze or a thaw of
@@ -489,20 +313,20 @@ fn a_client_that_never_reads_does_not_stall_the_daemon() {
 fn bad_command_lines_and_no_daemon_give_one_line_errors() {
     let mut f = Fixture::new("", SLEEPER);
     // No daemon: exit 1, one line.
-    let none = f.fails(1, &["events"]);
+    let none = f.fails_with(1, &["events"]);
     assert!(none.contains("no daemon running on"), "{none}");
-    let unknown = f.fails(2, &["events", "--jsn"]);
+    let unknown = f.fails_with(2, &["events", "--jsn"]);
     assert!(
         unknown.starts_with("supervisor: unexpected argument '--jsn'")
             && unknown.contains("--json"),
         "{unknown}"
     );
-    let since = f.fails(2, &["events", "--since", "10x"]);
+    let since = f.fails_with(2, &["events", "--since", "10x"]);
     assert!(since.contains("malformed duration `10x`"), "{since}");
-    let negative = f.fails(2, &["events", "--since=-5m"]);
+    let negative = f.fails_with(2, &["events", "--since=-5m"]);
     assert!(negative.contains("negative"), "{negative}");
-    f.fails(2, &["events", "--since"]);
-    f.fails(2, &["events", "web"]);
+    f.fails_with(2, &["events", "--since"]);
+    f.fails_with(2, &["events", "web"]);
     // A malformed subscription on the socket: one error line, then closed.
     f.start_daemon();
     let mut raw = UnixStream::connect(f.state.join("control.sock")).unwrap();
@@ -561,6 +385,6 @@ fn events_and_logs_follow_end_when_the_daemon_shuts_down() {
         while lines.next_line().is_some() {}
         assert!(child.bounded_wait().unwrap().success());
     }
-    let status = f.daemon.take().unwrap().bounded_wait().unwrap();
+    let status = f.wait_daemon_exit();
     assert_eq!(status.code(), Some(0), "daemon: {}", f.daemon_stderr());
 }

@@ -4,156 +4,37 @@
 //! state_dir and cgroup_parent.
 
 use std::fs;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use integration_tests::{bin, busybox_rootfs, require_root, unique_name};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use integration_tests::{bin, daemon_fixture, TestDaemon};
 use serde_json::Value;
-
-/// Generous: the machine is small and busy; tests wait on conditions, never on timings.
-const WAIT: Duration = Duration::from_secs(90);
 
 /// A file only the services' image has.
 const MARKER: &str = "/only-in-the-image";
 
-/// One daemon with its own state_dir, cgroup_parent and busybox rootfs.
-struct Fixture {
-    dir: tempfile::TempDir,
-    state: PathBuf,
-    config: PathBuf,
-    daemon: Option<Child>,
-}
+daemon_fixture!(
+    /// One daemon with its own state_dir, cgroup_parent and busybox rootfs.
+    Fixture
+);
 
 impl Fixture {
     /// `services`: the YAML of the `services:` mapping (indented by 2), where
     /// `ROOTFS` stands for the rootfs path.
     fn new(services: &str) -> Fixture {
-        require_root();
-        let dir = tempfile::Builder::new()
-            .prefix("health-test")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let rootfs = dir.path().join("rootfs");
-        busybox_rootfs(&rootfs);
-        fs::write(rootfs.join(MARKER.trim_start_matches('/')), "image\n").unwrap();
-        let fixture = Fixture {
-            state: dir.path().join("state"),
-            config: dir.path().join("services.yaml"),
-            dir,
-            daemon: None,
-        };
-        let text = format!(
-            "state_dir: {}\ncgroup_parent: {}\nservices:\n{}",
-            fixture.state.display(),
-            unique_name("health-test"),
-            services.replace("ROOTFS", &rootfs.display().to_string())
-        );
-        fs::write(&fixture.config, text).unwrap();
-        fixture
-    }
-
-    fn start_daemon(&mut self) {
-        let log = fs::File::create(self.dir.path().join("daemon.stderr")).unwrap();
-        let child = Command::new(bin("supervisor"))
-            .args(["daemon", "-c"])
-            .arg(&self.config)
-            .env_remove("SUPERVISOR_STATE_DIR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.daemon = Some(child);
-        let deadline = Instant::now() + WAIT;
-        while !self.cli(&["status"]).status.success() {
-            if let Some(status) = self.daemon.as_mut().unwrap().try_wait().unwrap() {
-                panic!("daemon exited with {status}: {}", self.daemon_stderr());
-            }
-            assert!(Instant::now() < deadline, "daemon did not answer");
-            sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn daemon_stderr(&self) -> String {
-        fs::read_to_string(self.dir.path().join("daemon.stderr")).unwrap_or_default()
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new(bin("supervisor"))
-            .arg("--state-dir")
-            .arg(&self.state)
-            .args(args)
-            .env_remove("SUPERVISOR_STATE_DIR")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    /// Runs a verb that must succeed; its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "supervisor {args:?} failed: {}\ndaemon: {}",
-            String::from_utf8_lossy(&out.stderr),
-            self.daemon_stderr()
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn service(&self, name: &str) -> Value {
-        let text = self.ok(&["status", "--json"]);
-        let all: Value = serde_json::from_str(&text).unwrap();
-        all.as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == name)
-            .unwrap_or_else(|| panic!("no {name} in status"))
-            .clone()
-    }
-
-    /// Polls `status --json` of `name` until `done` holds; that status.
-    fn wait_for(&self, name: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let svc = self.service(name);
-            if done(&svc) {
-                return svc;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name}: never {what}: {svc}\nlog: {}\ndaemon: {}",
-                self.log(name),
-                self.daemon_stderr()
-            );
-            sleep(Duration::from_millis(100));
-        }
+        let daemon = TestDaemon::new("health-test");
+        fs::write(
+            daemon.rootfs.join(MARKER.trim_start_matches('/')),
+            "image\n",
+        )
+        .unwrap();
+        daemon.write_services("", services);
+        Fixture(daemon)
     }
 
     fn wait_health(&self, name: &str, health: &str) -> Value {
         self.wait_for(name, health, |s| s["health"] == health)
-    }
-
-    fn log(&self, name: &str) -> String {
-        fs::read_to_string(self.state.join("logs").join(format!("{name}.log"))).unwrap_or_default()
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.daemon.take() {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-            let deadline = Instant::now() + WAIT;
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 

@@ -3,117 +3,37 @@
 //! Each test has its own state_dir and cgroup_parent.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use integration_tests::{bin, busybox_rootfs, require_root, unique_name};
+use integration_tests::daemon::WAIT;
+use integration_tests::{bin, daemon_fixture, TestDaemon};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-/// Generous: the machine is small and busy; tests wait on conditions, never on timings.
-const WAIT: Duration = Duration::from_secs(90);
-
 /// A file only the services' image has.
 const MARKER: &str = "/only-in-the-image";
 
-/// One daemon with its own state_dir, cgroup_parent and busybox rootfs.
-struct Fixture {
-    dir: tempfile::TempDir,
-    state: PathBuf,
-    config: PathBuf,
-    daemon: Option<Child>,
-}
+daemon_fixture!(
+    /// One daemon with its own state_dir, cgroup_parent and busybox rootfs.
+    Fixture
+);
 
 impl Fixture {
     /// `services`: the YAML of the `services:` mapping (indented by 2), where
     /// `ROOTFS` stands for the rootfs path.
     fn new(services: &str) -> Fixture {
-        require_root();
-        let dir = tempfile::Builder::new()
-            .prefix("operate-test")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let rootfs = dir.path().join("rootfs");
-        busybox_rootfs(&rootfs);
-        fs::write(rootfs.join(MARKER.trim_start_matches('/')), "image\n").unwrap();
-        let fixture = Fixture {
-            state: dir.path().join("state"),
-            config: dir.path().join("services.yaml"),
-            dir,
-            daemon: None,
-        };
-        let text = format!(
-            "state_dir: {}\ncgroup_parent: {}\nservices:\n{}",
-            fixture.state.display(),
-            unique_name("operate-test"),
-            services.replace("ROOTFS", &rootfs.display().to_string())
-        );
-        fs::write(&fixture.config, text).unwrap();
-        fixture
-    }
-
-    fn start_daemon(&mut self) {
-        let log = fs::File::create(self.dir.path().join("daemon.stderr")).unwrap();
-        let child = Command::new(bin("supervisor"))
-            .args(["daemon", "-c"])
-            .arg(&self.config)
-            .env_remove("SUPERVISOR_STATE_DIR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.daemon = Some(child);
-        let deadline = Instant::now() + WAIT;
-        while !self.cli(&["status"]).status.success() {
-            if let Some(status) = self.daemon.as_mut().unwrap().try_wait().unwrap() {
-                panic!("daemon exited with {status}: {}", self.daemon_stderr());
-            }
-            assert!(Instant::now() < deadline, "daemon did not answer");
-            sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn daemon_stderr(&self) -> String {
-        fs::read_to_string(self.dir.path().join("daemon.stderr")).unwrap_or_default()
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(bin("supervisor"));
-        cmd.arg("--state-dir")
-            .arg(&self.state)
-            .args(args)
-            .env_remove("SUPERVISOR_STATE_DIR")
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    /// Runs a verb that must succeed; its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "supervisor {args:?} failed: {}\ndaemon: {}",
-            String::from_utf8_lossy(&out.stderr),
-            self.daemon_stderr()
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Runs a verb that must fail with exit 1 and one line on stderr; the line.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert_eq!(out.status.code(), Some(1), "supervisor {args:?}: {out:?}");
-        let stderr = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(stderr.lines().count(), 1, "not one line: {stderr:?}");
-        stderr
+        let daemon = TestDaemon::new("operate-test");
+        fs::write(
+            daemon.rootfs.join(MARKER.trim_start_matches('/')),
+            "image\n",
+        )
+        .unwrap();
+        daemon.write_services("", services);
+        Fixture(daemon)
     }
 
     /// `exec NAME -- COMMAND...`: (exit code, stdout, stderr).
@@ -138,69 +58,8 @@ impl Fixture {
         stdout
     }
 
-    fn service(&self, name: &str) -> Value {
-        let text = self.ok(&["status", "--json"]);
-        let all: Value = serde_json::from_str(&text).unwrap();
-        all.as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == name)
-            .unwrap_or_else(|| panic!("no {name} in status"))
-            .clone()
-    }
-
-    fn wait_state(&self, name: &str, state: &str) -> Value {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let svc = self.service(name);
-            if svc["state"] == state {
-                return svc;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name} never became {state}: {svc}\n{}",
-                self.daemon_stderr()
-            );
-            sleep(Duration::from_millis(100));
-        }
-    }
-
     fn pid(&self, name: &str) -> i32 {
         self.wait_state(name, "running")["pid"].as_i64().unwrap() as i32
-    }
-
-    /// Waits until the service's log has `needle`.
-    fn wait_logged(&self, name: &str, needle: &str) {
-        let path = self.state.join("logs").join(format!("{name}.log"));
-        let deadline = Instant::now() + WAIT;
-        while !fs::read_to_string(&path)
-            .unwrap_or_default()
-            .contains(needle)
-        {
-            assert!(Instant::now() < deadline, "{name} never logged {needle:?}");
-            sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn shutdown(&mut self) {
-        let mut child = self.daemon.take().expect("daemon running");
-        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-        let status = wait_child(&mut child);
-        assert_eq!(status.code(), Some(0), "daemon: {}", self.daemon_stderr());
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.daemon.take() {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-            let deadline = Instant::now() + WAIT;
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 

@@ -8,165 +8,38 @@
 use std::fs;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use integration_tests::{bin, busybox_rootfs, require_root, unique_name};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use integration_tests::daemon::WAIT;
+use integration_tests::{bin, daemon_fixture, TestDaemon};
 use serde_json::Value;
 
-/// Generous: the machine is small and busy; tests wait on conditions, never on timings.
-const WAIT: Duration = Duration::from_secs(90);
-
-struct Fixture {
-    dir: tempfile::TempDir,
-    state: PathBuf,
-    config: PathBuf,
-    daemon: Option<Child>,
-}
+daemon_fixture!(
+    /// One daemon with its own state_dir, cgroup_parent and busybox rootfs
+    /// (with `/bin/notify-probe`), and a host directory `shared/`.
+    Fixture
+);
 
 impl Fixture {
     /// `services`: the YAML of the `services:` mapping (indented by 2), where
     /// `ROOTFS` stands for the busybox rootfs (with `/bin/notify-probe`) and
     /// `SHARED` for a host directory of the test.
     fn new(services: &str) -> Fixture {
-        require_root();
-        let dir = tempfile::Builder::new()
-            .prefix("readiness-test")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let rootfs = dir.path().join("rootfs");
-        busybox_rootfs(&rootfs);
-        fs::copy(bin("notify-probe"), rootfs.join("bin/notify-probe"))
+        let daemon = TestDaemon::new("readiness-test");
+        fs::copy(bin("notify-probe"), daemon.rootfs.join("bin/notify-probe"))
             .expect("copy notify-probe into the rootfs");
-        let shared = dir.path().join("shared");
+        let shared = daemon.path().join("shared");
         fs::create_dir(&shared).unwrap();
-        let fixture = Fixture {
-            state: dir.path().join("state"),
-            config: dir.path().join("services.yaml"),
-            dir,
-            daemon: None,
-        };
-        let text = format!(
-            "state_dir: {}\ncgroup_parent: {}\nservices:\n{}",
-            fixture.state.display(),
-            unique_name("readiness-test"),
-            services
-                .replace("ROOTFS", &rootfs.display().to_string())
-                .replace("SHARED", &shared.display().to_string())
+        daemon.write_services(
+            "",
+            &services.replace("SHARED", &shared.display().to_string()),
         );
-        fs::write(&fixture.config, text).unwrap();
-        fixture
+        Fixture(daemon)
     }
 
     fn shared(&self, name: &str) -> PathBuf {
-        self.dir.path().join("shared").join(name)
-    }
-
-    fn start_daemon(&mut self) {
-        let log = fs::File::create(self.dir.path().join("daemon.stderr")).unwrap();
-        let child = Command::new(bin("supervisor"))
-            .args(["daemon", "-c"])
-            .arg(&self.config)
-            .env_remove("SUPERVISOR_STATE_DIR")
-            .env_remove("NOTIFY_SOCKET")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.daemon = Some(child);
-        let deadline = Instant::now() + WAIT;
-        while !self.cli(&["status"]).status.success() {
-            if let Some(status) = self.daemon.as_mut().unwrap().try_wait().unwrap() {
-                panic!("daemon exited with {status}: {}", self.daemon_stderr());
-            }
-            assert!(Instant::now() < deadline, "daemon did not answer");
-            sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn daemon_stderr(&self) -> String {
-        fs::read_to_string(self.dir.path().join("daemon.stderr")).unwrap_or_default()
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new(bin("supervisor"))
-            .arg("--state-dir")
-            .arg(&self.state)
-            .args(args)
-            .env_remove("SUPERVISOR_STATE_DIR")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    /// Runs a verb that must succeed; its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "supervisor {args:?} failed: {}\ndaemon: {}",
-            String::from_utf8_lossy(&out.stderr),
-            self.daemon_stderr()
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Runs a verb that must fail with exit 1 and one line on stderr; the line.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert_eq!(out.status.code(), Some(1), "supervisor {args:?}: {out:?}");
-        let stderr = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(stderr.lines().count(), 1, "not one line: {stderr:?}");
-        stderr
-    }
-
-    fn service(&self, name: &str) -> Value {
-        let text = self.ok(&["status", "--json"]);
-        let all: Value = serde_json::from_str(&text).unwrap();
-        all.as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == name)
-            .unwrap_or_else(|| panic!("no {name} in status"))
-            .clone()
-    }
-
-    /// Waits until `name`'s status satisfies `what`; that status.
-    fn wait_for(&self, name: &str, why: &str, what: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let svc = self.service(name);
-            if what(&svc) {
-                return svc;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name} never {why}: {svc}\n{}",
-                self.daemon_stderr()
-            );
-            sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn log(&self, name: &str) -> String {
-        fs::read_to_string(self.state.join("logs").join(format!("{name}.log"))).unwrap_or_default()
-    }
-
-    /// Waits until the service's log has `needle`.
-    fn wait_logged(&self, name: &str, needle: &str) {
-        let deadline = Instant::now() + WAIT;
-        while !self.log(name).contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "{name} never logged {needle:?}: {}",
-                self.log(name)
-            );
-            sleep(Duration::from_millis(50));
-        }
+        self.path().join("shared").join(name)
     }
 
     /// Runs `touch PATH` inside the running service.
@@ -192,36 +65,13 @@ impl Fixture {
         }
     }
 
+    /// `shutdown`, and no notify socket is left behind.
     fn shutdown(&mut self) {
-        let mut child = self.daemon.take().expect("daemon running");
-        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-        let deadline = Instant::now() + WAIT;
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "the daemon did not exit");
-            sleep(Duration::from_millis(50));
-        };
-        assert_eq!(status.code(), Some(0), "daemon: {}", self.daemon_stderr());
+        self.0.shutdown();
         assert!(
             !self.state.join("notify").join("app").exists(),
             "a notify socket was left behind"
         );
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.daemon.take() {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-            let deadline = Instant::now() + WAIT;
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 

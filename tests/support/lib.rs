@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+pub mod daemon;
+pub use daemon::TestDaemon;
+
 /// Directory that holds the workspace's built binaries (`init`, `supervisor`):
 /// the test executable lives in `<dir>/deps/`. `TEST_BIN_DIR` overrides (e.g. the
 /// release binaries).
@@ -260,6 +263,13 @@ impl Lines {
             }
         });
         Lines(receive)
+    }
+
+    /// A line if one comes soon (within 200 ms).
+    pub fn try_next(&self) -> Option<String> {
+        self.0
+            .recv_timeout(std::time::Duration::from_millis(200))
+            .ok()
     }
 
     /// The next line; `None` at the end of the output; fails the test after `BOUND`.
