@@ -7,180 +7,42 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use integration_tests::{bin, busybox_rootfs, require_root, unique_name, BoundedCommand};
+use integration_tests::daemon::WAIT;
+use integration_tests::{bin, daemon_fixture, TestDaemon};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-/// Generous: the machine is small and busy; tests wait on conditions, never on timings.
-const WAIT: Duration = Duration::from_secs(90);
-
 /// Prints "tick N" for N = 1, 2, ... every 20 ms.
 const TICKER: &str = "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.02; done";
 
-struct Fixture {
-    dir: tempfile::TempDir,
-    state: PathBuf,
-    config: PathBuf,
-    cgroup_parent: String,
-    /// The daemon's binary.
-    exe: PathBuf,
-    daemon: Option<Child>,
-}
+daemon_fixture!(
+    /// One daemon with its own state_dir, cgroup_parent and busybox rootfs.
+    Fixture
+);
 
 impl Fixture {
     /// `services`: the YAML of the `services:` mapping (indented by 2), where
     /// `ROOTFS` stands for the rootfs path.
     fn new(services: &str) -> Fixture {
-        require_root();
-        let dir = tempfile::Builder::new()
-            .prefix("adopt-test")
-            .tempdir_in("/tmp")
-            .unwrap();
-        busybox_rootfs(&dir.path().join("rootfs"));
-        let fixture = Fixture {
-            state: dir.path().join("state"),
-            config: dir.path().join("services.yaml"),
-            cgroup_parent: unique_name("adopt-test"),
-            exe: bin("supervisor"),
-            dir,
-            daemon: None,
-        };
-        fixture.write_config(services);
-        fixture
-    }
-
-    fn write_config(&self, services: &str) {
-        let rootfs = self.dir.path().join("rootfs");
-        let text = format!(
-            "state_dir: {}\ncgroup_parent: {}\nservices:\n{}",
-            self.state.display(),
-            self.cgroup_parent,
-            services.replace("ROOTFS", &rootfs.display().to_string())
-        );
-        fs::write(&self.config, text).unwrap();
-    }
-
-    fn start_daemon(&mut self) {
-        self.start_daemon_with(None);
-        self.wait_answering();
+        let daemon = TestDaemon::new("adopt-test");
+        daemon.write_services("", services);
+        Fixture(daemon)
     }
 
     /// Starts the daemon, with the crash test hook set to `crash_at` if any.
     fn start_daemon_with(&mut self, crash_at: Option<&str>) {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("daemon.stderr"))
-            .unwrap();
-        let mut command = Command::new(&self.exe);
-        command
-            .args(["daemon", "-c"])
-            .arg(&self.config)
-            .env("SUPERVISOR_LOG", "debug")
-            .env_remove("SUPERVISOR_STATE_DIR")
-            .env_remove("SUPERVISOR_TEST_CRASH_AT")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        if let Some(step) = crash_at {
-            command.env("SUPERVISOR_TEST_CRASH_AT", step);
-        }
-        self.daemon = Some(command.spawn().unwrap());
-    }
-
-    fn wait_answering(&mut self) {
-        let deadline = Instant::now() + WAIT;
-        while !self.cli(&["status"]).status.success() {
-            if let Some(status) = self.daemon.as_mut().unwrap().try_wait().unwrap() {
-                panic!("daemon exited with {status}: {}", self.daemon_stderr());
+        self.spawn_daemon(|command| {
+            command
+                .env("SUPERVISOR_LOG", "debug")
+                .env_remove("SUPERVISOR_TEST_CRASH_AT");
+            if let Some(step) = crash_at {
+                command.env("SUPERVISOR_TEST_CRASH_AT", step);
             }
-            assert!(
-                Instant::now() < deadline,
-                "daemon did not answer: {}",
-                self.daemon_stderr()
-            );
-            sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGKILL to the daemon; waits until it is gone.
-    fn kill_daemon(&mut self) {
-        let mut child = self.daemon.take().expect("daemon running");
-        kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
-        wait_child(&mut child);
-    }
-
-    /// Waits for the daemon to end by itself (a crash hook); its status.
-    fn wait_daemon_end(&mut self) -> std::process::ExitStatus {
-        let mut child = self.daemon.take().expect("daemon running");
-        wait_child(&mut child)
-    }
-
-    fn daemon_stderr(&self) -> String {
-        fs::read_to_string(self.dir.path().join("daemon.stderr")).unwrap_or_default()
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new(bin("supervisor"))
-            .arg("--state-dir")
-            .arg(&self.state)
-            .args(args)
-            .env_remove("SUPERVISOR_STATE_DIR")
-            .stdin(Stdio::null())
-            .bounded_output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "supervisor {args:?} failed: {}\ndaemon: {}",
-            String::from_utf8_lossy(&out.stderr),
-            self.daemon_stderr()
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn service(&self, name: &str) -> Value {
-        let text = self.ok(&["status", "--json"]);
-        serde_json::from_str::<Value>(&text)
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == name)
-            .unwrap_or_else(|| panic!("no {name} in status"))
-            .clone()
-    }
-
-    fn wait_for(&self, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let svc = self.service(name);
-            if check(&svc) {
-                return svc;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name} never became {what}: {svc}\n{}",
-                self.daemon_stderr()
-            );
-            sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn wait_state(&self, name: &str, state: &str) -> Value {
-        self.wait_for(name, state, |s| s["state"] == state)
-    }
-
-    fn log(&self, name: &str) -> String {
-        fs::read_to_string(self.state.join("logs").join(format!("{name}.log"))).unwrap_or_default()
+        });
     }
 
     /// The highest tick in the log, once it has gone `past` that number.
@@ -199,46 +61,24 @@ impl Fixture {
     /// `supervisor shutdown`, exit 0, and nothing left: no cgroup, no mount,
     /// nothing in state_dir/containers.
     fn shutdown(&mut self) {
-        let mut child = self.daemon.take().expect("daemon running");
         self.ok(&["shutdown"]);
-        let status = wait_child(&mut child);
+        let status = self.wait_daemon_exit();
         assert_eq!(status.code(), Some(0), "daemon: {}", self.daemon_stderr());
         assert_nothing_left(self);
     }
 }
 
 impl Drop for Fixture {
+    /// A test that failed with the daemon down: one more, once it answers
+    /// (it has adopted what runs), stops it all (TestDaemon's drop).
     fn drop(&mut self) {
-        if self.daemon.is_none() && self.state.join("daemon.config.json").exists() {
-            // A test failed with the daemon down: one more to stop what runs.
+        if !self.has_daemon() && self.state.join("daemon.config.json").exists() {
             self.start_daemon_with(None);
-        }
-        if let Some(mut child) = self.daemon.take() {
             let deadline = Instant::now() + WAIT;
             while !self.cli(&["status"]).status.success() && Instant::now() < deadline {
-                if child.try_wait().ok().flatten().is_some() {
-                    return;
-                }
                 sleep(Duration::from_millis(50));
             }
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
         }
-    }
-}
-
-fn wait_child(child: &mut Child) -> std::process::ExitStatus {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "daemon did not exit");
-        sleep(Duration::from_millis(50));
     }
 }
 
@@ -297,7 +137,7 @@ fn assert_nothing_left(f: &Fixture) {
         assert!(!path.exists(), "{} left behind", path.display());
     }
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let dir = f.dir.path().display().to_string();
+    let dir = f.path().display().to_string();
     assert!(!mountinfo.contains(&dir), "mounts under {dir} left behind");
     let left: Vec<String> = fs::read_dir(f.state.join("containers"))
         .map(|dir| {
@@ -491,13 +331,13 @@ fn reexec_keeps_the_pids_and_the_logs() {
         .iter()
         .map(|n| f.wait_state(n, "running"))
         .collect();
-    let daemon_pid = f.daemon.as_ref().unwrap().id();
+    let daemon_pid = f.daemon_pid();
     for round in 0..3 {
         let last = f.wait_ticks_past("ticker", 0);
         f.ok(&["reexec"]);
-        assert_eq!(f.daemon.as_ref().unwrap().id(), daemon_pid);
+        assert_eq!(f.daemon_pid(), daemon_pid);
         assert!(
-            f.daemon.as_mut().unwrap().try_wait().unwrap().is_none(),
+            f.daemon_running(),
             "round {round}: the daemon exited: {}",
             f.daemon_stderr()
         );
@@ -534,7 +374,7 @@ fn a_daemon_that_crashes_in_a_start_a_stop_or_a_freeze_is_followed_by_one_that_c
     );
     // In the middle of the autostart: the next daemon starts it once.
     f.start_daemon_with(Some("start"));
-    assert!(!f.wait_daemon_end().success());
+    assert!(!f.wait_daemon_exit().success());
     f.start_daemon();
     let web = f.wait_state("web", "running");
     assert_eq!(inits_in(web["cgroup"].as_str().unwrap()), 1);
@@ -545,7 +385,7 @@ fn a_daemon_that_crashes_in_a_start_a_stop_or_a_freeze_is_followed_by_one_that_c
     f.wait_answering();
     assert_eq!(f.wait_state("web", "running")["pid"], web["pid"]);
     let _ = f.cli(&["stop", "web"]);
-    assert!(!f.wait_daemon_end().success());
+    assert!(!f.wait_daemon_exit().success());
     f.start_daemon();
     let stopped = f.wait_state("web", "stopped");
     assert!(!alive(web["pid"].as_i64().unwrap()));
@@ -562,7 +402,7 @@ fn a_daemon_that_crashes_in_a_start_a_stop_or_a_freeze_is_followed_by_one_that_c
     f.wait_answering();
     assert_eq!(f.wait_state("web", "running")["pid"], web["pid"]);
     let _ = f.cli(&["restart", "web"]);
-    assert!(!f.wait_daemon_end().success());
+    assert!(!f.wait_daemon_exit().success());
     f.start_daemon();
     let web = f.wait_state("web", "running");
     assert_ne!(web["pid"].as_i64(), Some(before), "{web}");
@@ -575,7 +415,7 @@ fn a_daemon_that_crashes_in_a_start_a_stop_or_a_freeze_is_followed_by_one_that_c
     f.start_daemon_with(Some("freeze"));
     f.wait_answering();
     let _ = f.cli(&["freeze", "web"]);
-    assert!(!f.wait_daemon_end().success());
+    assert!(!f.wait_daemon_exit().success());
     f.start_daemon();
     let now = f.wait_state("web", "running");
     assert_eq!(now["pid"], web["pid"]);
@@ -594,7 +434,7 @@ fn reexec_runs_the_binary_on_disk_and_a_failed_exec_leaves_the_daemon_running() 
 ",
     );
     // A copy of the binaries, to upgrade and to break.
-    let bin_dir = f.dir.path().join("bin");
+    let bin_dir = f.path().join("bin");
     fs::create_dir(&bin_dir).unwrap();
     for name in ["supervisor", "init"] {
         fs::copy(bin(name), bin_dir.join(name)).unwrap();
@@ -602,7 +442,7 @@ fn reexec_runs_the_binary_on_disk_and_a_failed_exec_leaves_the_daemon_running() 
     f.exe = bin_dir.join("supervisor");
     f.start_daemon();
     let web = f.wait_state("web", "running");
-    let daemon = f.daemon.as_ref().unwrap().id();
+    let daemon = f.daemon_pid();
     let exe = || fs::read_link(format!("/proc/{daemon}/exe")).unwrap();
     // An upgrade replaces the file: the running image's is deleted.
     fs::copy(bin("supervisor"), bin_dir.join("supervisor.new")).unwrap();
@@ -619,7 +459,7 @@ fn reexec_runs_the_binary_on_disk_and_a_failed_exec_leaves_the_daemon_running() 
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("reexec"), "{stderr}");
     fs::set_permissions(&f.exe, fs::Permissions::from_mode(0o755)).unwrap();
-    assert!(f.daemon.as_mut().unwrap().try_wait().unwrap().is_none());
+    assert!(f.daemon_running());
     assert_eq!(f.service("web")["pid"], web["pid"]);
     f.ok(&["stop", "web"]);
     f.shutdown();
@@ -644,7 +484,8 @@ fn a_service_list_changed_while_no_daemon_ran_is_applied_as_a_reload_would() {
     let changed = f.wait_state("changed", "running");
     let removed = f.wait_state("removed", "running");
     f.kill_daemon();
-    f.write_config(
+    f.write_services(
+        "",
         "  kept:
     image: ROOTFS
     command: sleep 1000

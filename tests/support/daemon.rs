@@ -49,7 +49,9 @@ pub struct TestDaemon {
     pub config: PathBuf,
     /// A busybox root filesystem (`DIR/rootfs`) for the services.
     pub rootfs: PathBuf,
-    cgroup_parent: String,
+    pub cgroup_parent: String,
+    /// The daemon's binary (the built supervisor unless a test replaces it).
+    pub exe: PathBuf,
     child: Option<Child>,
 }
 
@@ -69,6 +71,7 @@ impl TestDaemon {
             config: dir.path().join("services.yaml"),
             rootfs,
             cgroup_parent: unique_name(prefix),
+            exe: bin("supervisor"),
             dir,
             child: None,
         }
@@ -94,26 +97,61 @@ impl TestDaemon {
 
     /// Starts `supervisor daemon -c services.yaml` and waits until it answers.
     pub fn start_daemon(&mut self) {
-        let log = fs::File::create(self.path().join("daemon.stderr")).unwrap();
-        let child = Command::new(bin("supervisor"))
+        self.spawn_daemon(|_| {});
+        self.wait_answering();
+    }
+
+    /// Starts the daemon (`configure` may add to its command: environment,
+    /// say) without waiting; its stderr is appended to `daemon.stderr`.
+    pub fn spawn_daemon(&mut self, configure: impl FnOnce(&mut Command)) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path().join("daemon.stderr"))
+            .unwrap();
+        let mut command = Command::new(&self.exe);
+        command
             .args(["daemon", "-c"])
             .arg(&self.config)
             .env_remove("SUPERVISOR_STATE_DIR")
             .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
+            .stderr(log);
+        configure(&mut command);
+        self.child = Some(command.spawn().unwrap());
+    }
+
+    /// Waits until the daemon answers `status`; fails if it exits first.
+    pub fn wait_answering(&mut self) {
         let deadline = Instant::now() + WAIT;
         while !self.cli(&["status"]).status.success() {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("daemon exited with {status}: {}", self.daemon_stderr());
             }
-            assert!(Instant::now() < deadline, "daemon did not answer");
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not answer: {}",
+                self.daemon_stderr()
+            );
             sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The pid of the daemon started last.
+    pub fn daemon_pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon started").id()
+    }
+
+    /// Whether the daemon started last has not exited.
+    pub fn daemon_running(&mut self) -> bool {
+        let child = self.child.as_mut().expect("daemon started");
+        child.try_wait().unwrap().is_none()
+    }
+
+    /// Whether a daemon of this test was started and not yet waited for.
+    pub fn has_daemon(&self) -> bool {
+        self.child.is_some()
     }
 
     pub fn daemon_stderr(&self) -> String {
@@ -215,6 +253,13 @@ impl TestDaemon {
             );
             sleep(Duration::from_millis(50));
         }
+    }
+
+    /// SIGKILL to the daemon; waits until it is gone.
+    pub fn kill_daemon(&mut self) {
+        let mut child = self.child.take().expect("daemon running");
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+        child.bounded_wait().unwrap();
     }
 
     /// Waits (bounded) for the daemon to end by itself (after `supervisor
