@@ -13,28 +13,10 @@ cd "$(dirname "$0")/.."
 N=${N:-100}
 TICKERS=${TICKERS:-10}
 ROUNDS=${ROUNDS:-5}
-target=${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-musl/release
-cargo build --release -q -p supervisor -p init
-bin=$target/supervisor
-
-dir=$(mktemp -d /tmp/supervisor-bench.XXXXXX)
-parent=supervisor-bench-$$
-pid=
-cleanup() {
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid"
-        wait "$pid" || true
-    fi
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-
-"$bin" image build-busybox bench --images-dir "$dir/images" >/dev/null
+source bench/lib.sh
+bench_setup bench
 {
-    echo "state_dir: $dir/state"
-    echo "images_dir: $dir/images"
-    echo "cgroup_parent: $parent"
-    echo "services:"
+    service_file_head
     for i in $(seq 1 "$N"); do
         if [ "$i" -le "$TICKERS" ]; then
             printf '  s%d:\n    image: bench\n    command: "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done"\n' "$i"

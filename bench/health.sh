@@ -14,22 +14,9 @@ cd "$(dirname "$0")/.."
 N=${N:-100}
 INTERVAL=${INTERVAL:-1s}
 DURATION=${DURATION:-30}
-target=${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-musl/release
-cargo build --release -q -p supervisor -p init
-bin=$target/supervisor
+source bench/lib.sh
+bench_setup bench
 hz=$(getconf CLK_TCK)
-
-dir=$(mktemp -d /tmp/supervisor-bench.XXXXXX)
-pid=
-cleanup() {
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid"
-        wait "$pid" || true
-    fi
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-"$bin" image build-busybox bench --images-dir "$dir/images" >/dev/null
 
 # utime stime cutime cutime of $pid, in clock ticks (fields 14 to 17; the
 # command, field 2, has no spaces here).

@@ -13,30 +13,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-20}
 CYCLES=${CYCLES:-1000}
-target=${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-musl/release
-cargo build --release -q -p supervisor -p init
-bin=$target/supervisor
-
-dir=$(mktemp -d /tmp/supervisor-soak.XXXXXX)
-parent=supervisor-soak-$$
-pid=
-cleanup() {
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid"
-        wait "$pid" || true
-    fi
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-
-"$bin" image build-busybox soak --images-dir "$dir/images" >/dev/null
+source bench/lib.sh
+bench_setup soak
 {
-    echo "state_dir: $dir/state"
-    echo "images_dir: $dir/images"
-    echo "cgroup_parent: $parent"
-    echo "services:"
+    service_file_head
     for i in $(seq 1 "$N"); do
-        printf '  s%d:\n    image: soak\n    command: exec sleep 1000000\n' "$i"
+        printf '  s%d:\n    image: bench\n    command: exec sleep 1000000\n' "$i"
         printf '    restart: always\n    restart_delay: 10ms\n    restart_delay_max: 10ms\n'
         printf '    limits: {memory: 32M, pids: 20}\n'
     done
