@@ -33,7 +33,14 @@ impl Fixture {
         Fixture(daemon)
     }
 
-    /// Starts the daemon, with the crash test hook set to `crash_at` if any.
+    /// Starts the daemon (debug log) and waits until it answers.
+    fn start_daemon(&mut self) {
+        self.start_daemon_with(None);
+        self.wait_answering();
+    }
+
+    /// Starts the daemon (debug log), with the crash test hook set to
+    /// `crash_at` if any.
     fn start_daemon_with(&mut self, crash_at: Option<&str>) {
         self.spawn_daemon(|command| {
             command

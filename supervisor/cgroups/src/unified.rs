@@ -159,8 +159,19 @@ impl UnifiedGroup {
             }
             Err(e) => return Err(e),
         }
-        if notify::wait_for(&self.file("cgroup.events"), "populated", "0", deadline)? {
-            return Ok(());
+        // A process that forks while cgroup.kill runs can leave a child the
+        // kill missed (the kernel closed that race only in later versions,
+        // with its kill sequence count): kill again until the group is empty.
+        let events = self.file("cgroup.events");
+        loop {
+            let step = deadline.min(Instant::now() + Duration::from_millis(100));
+            if notify::wait_for(&events, "populated", "0", step)? {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            self.write_kill()?;
         }
         Err(Error::Timeout {
             what: "kill all processes in",
